@@ -1,0 +1,84 @@
+//! The command line: subcommands, options, defaults and their validation.
+//!
+//! This module only describes and parses arguments; it opens nothing and
+//! starts nothing. `mpecho worker` is parsed by hand in `worker.rs` before
+//! clap is ever touched, because every connection pays for that start-up
+//! (DESIGN §11); it appears here only so that `--help` can mention it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::log::Level;
+
+/// mpecho: a multi-process TCP echo server (one process per connection),
+/// its client, and the tools that come with them.
+#[derive(Debug, Parser)]
+#[command(name = "mpecho", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the echo server: a master that accepts connections and starts one
+    /// worker process per client.
+    Serve(ServeArgs),
+    /// Send standard input line by line to an echo server and print what
+    /// comes back.
+    Client(ClientArgs),
+    /// Internal: serve the client on descriptor 3 (started by `mpecho serve`,
+    /// never by hand).
+    #[command(hide = true)]
+    Worker,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a
+    /// free port, printed in the `listening on` line.
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9190")]
+    pub listen: SocketAddr,
+
+    /// Most workers (connections) served at once; a connection beyond it is
+    /// accepted and closed at once, and counted as rejected.
+    #[arg(short = 'm', long, value_name = "N", default_value_t = 10_000,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_workers: u32,
+
+    /// Append the log to this file instead of standard error (opened once,
+    /// shared by the master and all workers).
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Seconds between figures lines in the log; 0 turns them off (SIGUSR1
+    /// still writes one at once).
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    pub monitor_interval: u64,
+
+    /// Seconds workers get to finish at shutdown before they are killed.
+    #[arg(long, value_name = "SECS", default_value_t = 5)]
+    pub grace: u64,
+
+    /// Length of the kernel's queue of connections not yet accepted.
+    #[arg(long, value_name = "N", default_value_t = 1024,
+          value_parser = clap::value_parser!(u32).range(1..=65535))]
+    pub backlog: u32,
+
+    /// Least severe level written to the log.
+    #[arg(long, value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
+    pub log_level: Level,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ClientArgs {
+    /// Server host name or IP address.
+    #[arg(default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Server port.
+    #[arg(default_value_t = 9190)]
+    pub port: u16,
+}

@@ -1,0 +1,14 @@
+//! mpecho: a multi-process TCP echo server (one exec'd worker process per
+//! connection), its line client, and their shared pieces.
+//!
+//! `main.rs` only parses the command line and calls one entry point per
+//! subcommand: [`server::main`], [`worker::main`], [`client::main`].
+
+pub mod cli;
+pub mod client;
+pub mod log;
+pub mod net;
+pub mod server;
+pub mod signals;
+pub mod sys;
+pub mod worker;

@@ -1,0 +1,21 @@
+//! The `mpecho` executable: parse the command line, dispatch, exit.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+
+use clap::Parser;
+use mpecho::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // Workers are started once per connection: dispatch before clap builds
+    // its parser, so their start-up costs only what they need (DESIGN §11).
+    if args.get(1).is_some_and(|a| a == "worker") {
+        return mpecho::worker::main(&args[2..]);
+    }
+    match Cli::parse_from(args).command {
+        Command::Serve(args) => mpecho::server::main(args),
+        Command::Client(args) => mpecho::client::main(args),
+        Command::Worker => mpecho::worker::main(&[]),
+    }
+}

@@ -1,0 +1,253 @@
+//! The master's single-threaded event loop: wait, then act on what woke us.
+//!
+//! One `ppoll` waits for the listener, a handled signal, or the next timer
+//! (monitor tick, end of an accept pause, end of the grace period). After
+//! each wake-up the loop reaps first (so the worker count is exact), then
+//! handles shutdown and report requests, then accepts a bounded batch. Every
+//! decision about workers is taken here, in order, never in a handler.
+
+use std::io::{self, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::fd::AsRawFd;
+use std::time::Instant;
+
+use crate::log::{self, error, info, warning};
+use crate::net::display_addr;
+use crate::signals::Signals;
+use crate::sys;
+
+use super::accept::{ACCEPT_BATCH, Accept, Acceptor, BACKOFF};
+use super::monitor::{Counters, Figures, Schedule};
+use super::reap::reap_children;
+use super::shutdown::{Draining, begin_shutdown};
+use super::spawn::Spawner;
+use super::workers::{Worker, Workers};
+use super::{Config, ServeError};
+
+/// Signals the master handles; all of them are reset to their defaults in
+/// workers, together with SIGPIPE, which the Rust runtime ignores.
+const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+
+pub struct Master {
+    config: Config,
+    signals: Signals,
+    /// `None` once shutdown began: closing it is what refuses new clients.
+    acceptor: Option<Acceptor>,
+    spawner: Spawner,
+    workers: Workers,
+    counters: Counters,
+    monitor: Schedule,
+    /// Accepting resumes at this time after a failure worth backing off from.
+    paused_until: Option<Instant>,
+    draining: Option<Draining>,
+    started: Instant,
+}
+
+impl Master {
+    /// Installs signal handling, prepares spawning and announces readiness
+    /// (`listening on ADDR` on stdout) once nothing can fail any more.
+    pub fn boot(listener: TcpListener, config: Config) -> Result<Master, ServeError> {
+        let signals = Signals::install(&HANDLED).map_err(ServeError::Signals)?;
+        let log_fd = log::logger().and_then(|l| l.sink().file_fd());
+        let mut reset = HANDLED.to_vec();
+        reset.push(libc::SIGPIPE);
+        let spawner =
+            Spawner::new(log_fd, config.worker_log_level, reset).map_err(ServeError::Spawner)?;
+        let acceptor = Acceptor::new(listener);
+        let addr = acceptor.local_addr().map_err(ServeError::LocalAddr)?;
+        let now = Instant::now();
+        let master = Master {
+            monitor: Schedule::new(config.monitor_interval, now),
+            workers: Workers::with_capacity(config.max_workers.min(65_536)),
+            config,
+            signals,
+            acceptor: Some(acceptor),
+            spawner,
+            counters: Counters::default(),
+            paused_until: None,
+            draining: None,
+            started: now,
+        };
+        info!(
+            "started: listening on {addr}, max_workers={} grace={}s",
+            master.config.max_workers,
+            master.config.grace.as_secs_f64()
+        );
+        announce_listening(addr).map_err(ServeError::Announce)?;
+        Ok(master)
+    }
+
+    /// Runs until shutdown has completed: every worker reaped.
+    pub fn run(mut self) -> Result<(), ServeError> {
+        loop {
+            let now = Instant::now();
+            if self.draining.is_some() && self.workers.is_empty() {
+                break;
+            }
+            let listening = self.listener_watched(now);
+            let mut fds = [libc::pollfd {
+                fd: self.acceptor.as_ref().map_or(-1, |a| a.fd().as_raw_fd()),
+                events: libc::POLLIN,
+                revents: 0,
+            }];
+            let watched = if listening { &mut fds[..] } else { &mut fds[..0] };
+            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
+            self.signals.wait(watched, timeout).map_err(ServeError::Wait)?;
+            let readable = listening && fds[0].revents != 0;
+
+            self.handle_signals();
+            if readable && self.acceptor.is_some() {
+                self.accept_batch();
+            }
+            self.on_timers(Instant::now());
+        }
+        info!("final figures {}", self.figures());
+        info!("exiting: all workers reaped");
+        Ok(())
+    }
+
+    fn listener_watched(&mut self, now: Instant) -> bool {
+        if self.paused_until.is_some_and(|until| now >= until) {
+            self.paused_until = None;
+        }
+        self.acceptor.is_some() && self.paused_until.is_none()
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        [
+            self.monitor.next(),
+            self.paused_until,
+            self.draining.as_ref().and_then(Draining::deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+    }
+
+    fn handle_signals(&mut self) {
+        if self.signals.take(libc::SIGCHLD) {
+            reap_children(&mut self.workers, &mut self.counters);
+        }
+        for sig in [libc::SIGTERM, libc::SIGINT] {
+            if self.signals.take(sig) {
+                self.on_stop_signal(&sys::signal_name(sig));
+            }
+        }
+        if self.signals.take(libc::SIGUSR1) {
+            info!("figures {}", self.figures());
+        }
+    }
+
+    fn on_stop_signal(&mut self, name: &str) {
+        match &mut self.draining {
+            Some(draining) => draining.escalate(&self.workers, &format!("second stop signal ({name})")),
+            None => {
+                // Dropping the acceptor closes the listener: from now on the
+                // kernel refuses new connections, including any still
+                // waiting in the backlog.
+                self.acceptor = None;
+                self.paused_until = None;
+                self.draining = Some(begin_shutdown(
+                    &self.workers,
+                    &format!("{name} received"),
+                    self.config.grace,
+                ));
+            }
+        }
+    }
+
+    fn on_timers(&mut self, now: Instant) {
+        if self.monitor.is_due(now) {
+            info!("figures {}", self.figures());
+        }
+        if let Some(draining) = &mut self.draining {
+            draining.on_tick(now, &self.workers);
+        }
+    }
+
+    fn accept_batch(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            let Some(acceptor) = self.acceptor.as_mut() else { return };
+            match acceptor.accept() {
+                Accept::Client(stream, peer) => self.admit(stream, display_addr(peer)),
+                Accept::Empty => return,
+                Accept::Aborted(e) => {
+                    self.counters.accept_errors += 1;
+                    warning!("accept failed: {e}; continuing");
+                }
+                Accept::Exhausted { error, shed } => {
+                    self.counters.accept_errors += 1;
+                    let what = if shed {
+                        "closed one waiting connection"
+                    } else {
+                        "could not close the waiting connection"
+                    };
+                    error!(
+                        "accept failed: {error}; {what}, pausing accepts for {}ms",
+                        BACKOFF.as_millis()
+                    );
+                    self.pause_accepting();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands a new connection to a worker, or turns it away at the limit.
+    /// Either way the master's copy of the socket is closed on return.
+    fn admit(&mut self, client: TcpStream, peer: SocketAddr) {
+        if self.workers.len() >= self.config.max_workers {
+            self.counters.rejected += 1;
+            warning!(
+                "rejected peer={peer}: worker limit reached ({} active, max_workers={})",
+                self.workers.len(),
+                self.config.max_workers
+            );
+            return;
+        }
+        match self.spawner.spawn_worker(&client) {
+            Ok(pid) => {
+                self.workers.insert(pid, Worker { peer, started: Instant::now() });
+                self.counters.accepted += 1;
+                info!("accept peer={peer} worker={pid} active={}", self.workers.len());
+            }
+            Err(e) => {
+                self.counters.spawn_failures += 1;
+                error!("could not start a worker for peer={peer}: {e}; connection closed");
+                if is_resource_shortage(&e) {
+                    self.pause_accepting();
+                }
+            }
+        }
+    }
+
+    fn pause_accepting(&mut self) {
+        self.paused_until = Some(Instant::now() + BACKOFF);
+    }
+
+    fn figures(&self) -> Figures<'_> {
+        Figures {
+            counters: &self.counters,
+            active: self.workers.len(),
+            peak: self.workers.peak(),
+            uptime: self.started.elapsed(),
+        }
+    }
+}
+
+/// EAGAIN from process creation (RLIMIT_NPROC, pid or thread limits) and
+/// ENOMEM: retrying at once would fail the same way.
+fn is_resource_shortage(e: &io::Error) -> bool {
+    matches!(
+        e.raw_os_error(),
+        Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE)
+    )
+}
+
+/// The readiness line scripts and tests wait for: exactly one line on
+/// stdout, flushed, with the real bound address.
+fn announce_listening(addr: SocketAddr) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
+}

@@ -1,0 +1,101 @@
+//! The master: `mpecho serve`.
+//!
+//! Lifecycle (see LIFECYCLE.md beside this file):
+//! boot (`main` → `listener::bind`, log sink, `Master::boot`: signals,
+//! spawner, `listening on`) → serve (`Master::run`: accept → limit check →
+//! `spawn_worker` or reject; SIGCHLD → `reap_children`) → shutdown
+//! (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace, SIGKILL, reap
+//! all) → final figures → exit 0.
+//!
+//! The master never reads or writes client data and never does real work in
+//! a signal handler.
+
+mod accept;
+mod event_loop;
+pub mod listener;
+mod monitor;
+mod reap;
+mod shutdown;
+mod spawn;
+mod workers;
+
+use std::io;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+use crate::log::{self, Level, Sink};
+use crate::sys;
+
+pub use event_loop::Master;
+
+/// What the master needs to run, independent of how it was configured.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub max_workers: usize,
+    pub monitor_interval: Duration,
+    pub grace: Duration,
+    /// Passed on to every worker.
+    pub worker_log_level: Level,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+    #[error("could not open log file {}: {source}", path.display())]
+    LogFile { path: PathBuf, source: io::Error },
+    #[error("could not mark inherited descriptors close-on-exec: {0}")]
+    InheritedFds(io::Error),
+    #[error("could not install signal handlers: {0}")]
+    Signals(io::Error),
+    #[error("could not prepare the worker command line: {0}")]
+    Spawner(io::Error),
+    #[error("could not read the listening address: {0}")]
+    LocalAddr(io::Error),
+    #[error("could not write the `listening on` line to standard output: {0}")]
+    Announce(io::Error),
+    #[error("waiting for events failed: {0}")]
+    Wait(io::Error),
+}
+
+/// Entry point for `mpecho serve`.
+pub fn main(args: ServeArgs) -> ExitCode {
+    match serve(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("mpecho serve: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    sys::close_inherited_fds_on_exec().map_err(ServeError::InheritedFds)?;
+    let sink = match &args.log_file {
+        Some(path) => Sink::open_file(path).map_err(|source| ServeError::LogFile {
+            path: path.clone(),
+            source,
+        })?,
+        None => Sink::Stderr,
+    };
+    let listener = listener::bind(args.listen, args.backlog).map_err(|e| ServeError::Bind {
+        addr: args.listen.to_string(),
+        reason: listener::explain_bind_error(&e),
+    })?;
+    log::init(sink, args.log_level, "master");
+    let config = Config {
+        max_workers: args.max_workers as usize,
+        monitor_interval: Duration::from_secs(args.monitor_interval),
+        grace: Duration::from_secs(args.grace),
+        worker_log_level: args.log_level,
+    };
+    run(listener, config)
+}
+
+/// Serves on an already-bound listener until shutdown completes.
+pub fn run(listener: TcpListener, config: Config) -> Result<(), ServeError> {
+    Master::boot(listener, config)?.run()
+}

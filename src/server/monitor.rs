@@ -1,0 +1,106 @@
+//! The master's figures: counters kept by the loop, and the process's own
+//! resource use read from /proc (DESIGN §6).
+//!
+//! Reading /proc happens only when a figures line is written (periodically,
+//! on SIGUSR1 and at exit), never per connection.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+/// Counters the event loop updates as things happen.
+#[derive(Debug, Default, Clone)]
+pub struct Counters {
+    /// Connections handed to a worker.
+    pub accepted: u64,
+    /// Connections closed at once because the worker limit was reached.
+    pub rejected: u64,
+    /// Connections closed because no worker could be started.
+    pub spawn_failures: u64,
+    /// `accept` calls that failed (aborted connections, no descriptors, …).
+    pub accept_errors: u64,
+    /// Workers that exited with status 0.
+    pub exited_ok: u64,
+    /// Workers that exited with a non-zero status.
+    pub exited_error: u64,
+    /// Workers ended by a signal.
+    pub exited_signal: u64,
+}
+
+/// One figures line: the counters plus live numbers at this moment.
+pub struct Figures<'a> {
+    pub counters: &'a Counters,
+    pub active: usize,
+    pub peak: usize,
+    pub uptime: Duration,
+}
+
+impl fmt::Display for Figures<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let c = self.counters;
+        write!(
+            f,
+            "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
+             exited_ok={} exited_error={} exited_signal={} rss_kb={} fds={} uptime_s={}",
+            self.active,
+            self.peak,
+            c.accepted,
+            c.rejected,
+            c.spawn_failures,
+            c.accept_errors,
+            c.exited_ok,
+            c.exited_error,
+            c.exited_signal,
+            rss_kb().map_or_else(|| "?".to_string(), |v| v.to_string()),
+            open_fds().map_or_else(|| "?".to_string(), |v| v.to_string()),
+            self.uptime.as_secs(),
+        )
+    }
+}
+
+/// This process's resident set size in kB (`VmRSS`).
+pub fn rss_kb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmRSS:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// How many descriptors this process holds (not counting the one used to
+/// list them).
+pub fn open_fds() -> Option<usize> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    Some(entries.count().saturating_sub(1))
+}
+
+/// When the next periodic figures line is due.
+pub struct Schedule {
+    interval: Option<Duration>,
+    next: Option<Instant>,
+}
+
+impl Schedule {
+    /// `interval` of zero turns periodic reports off.
+    pub fn new(interval: Duration, now: Instant) -> Schedule {
+        let interval = (!interval.is_zero()).then_some(interval);
+        Schedule {
+            interval,
+            next: interval.map(|i| now + i),
+        }
+    }
+
+    pub fn next(&self) -> Option<Instant> {
+        self.next
+    }
+
+    /// Whether a report is due at `now`; if so the next one is scheduled.
+    pub fn is_due(&mut self, now: Instant) -> bool {
+        match (self.next, self.interval) {
+            (Some(next), Some(interval)) if now >= next => {
+                self.next = Some(now + interval);
+                true
+            }
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! Reaping workers: `waitpid(-1, WNOHANG)` until it returns 0.
+//!
+//! Called from the main loop only, after a SIGCHLD flag was seen (DESIGN §3).
+//! SIGCHLDs coalesce: one flag may stand for many exits, so one call reaps
+//! every child that has ended, never just one.
+
+use crate::log::{error, info, warning};
+use crate::sys::{self, ExitKind, pid_t};
+
+use super::monitor::Counters;
+use super::workers::Workers;
+
+/// Reaps every terminated child, updating the table and the counters and
+/// logging how each one ended.
+pub fn reap_children(workers: &mut Workers, counters: &mut Counters) {
+    loop {
+        match sys::reap_one_child() {
+            Ok(Some((pid, how))) => record_exit(pid, how, workers, counters),
+            Ok(None) => return,
+            Err(e) => {
+                error!("waitpid failed: {e}");
+                return;
+            }
+        }
+    }
+}
+
+fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut Counters) {
+    let worker = workers.remove(pid);
+    debug_assert!(worker.is_some(), "a reaped pid ({pid}) must be in the workers table");
+    let (peer, lived) = match &worker {
+        Some(w) => (w.peer.to_string(), w.started.elapsed().as_secs_f64()),
+        None => ("unknown".to_string(), 0.0),
+    };
+    let active = workers.len();
+    match how {
+        ExitKind::Code(0) => {
+            counters.exited_ok += 1;
+            info!("worker {pid} exited status=0 peer={peer} lived={lived:.3}s active={active}");
+        }
+        ExitKind::Code(code) => {
+            counters.exited_error += 1;
+            warning!("worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}");
+        }
+        ExitKind::Signal(sig) => {
+            counters.exited_signal += 1;
+            warning!(
+                "worker {pid} killed by {} peer={peer} lived={lived:.3}s active={active}",
+                sys::signal_name(sig)
+            );
+        }
+    }
+}

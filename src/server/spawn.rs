@@ -1,0 +1,80 @@
+//! Starting a worker: re-executing our own program as `mpecho worker` with
+//! the client on descriptor 3 and (when logging to a file) the log on 4.
+//!
+//! The argument vector and environment are built once at boot, so a spawn
+//! allocates nothing but the kernel's work. `posix_spawn` (a vfork-style
+//! clone in glibc) avoids copying the master's page tables per connection.
+//! This module never keeps the client's descriptor: the caller closes its
+//! copy right after the spawn, so the connection's life belongs to the
+//! worker alone.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+
+use crate::log::Level;
+use crate::sys::{self, SpawnTemplate, pid_t};
+use crate::worker::{CLIENT_FD, LOG_FD};
+
+/// `/proc/self/exe` rather than the path we were started from: if the binary
+/// is replaced on disk while the server runs (an upgrade, a `cargo build`),
+/// workers keep running the same code as their master.
+const SELF_EXE: &str = "/proc/self/exe";
+
+pub struct Spawner {
+    template: SpawnTemplate,
+    log_fd: Option<BorrowedFd<'static>>,
+}
+
+impl Spawner {
+    /// Prepares the worker's command line for the process's log (`log_fd`
+    /// is the log file, `None` when logging to the inherited stderr).
+    ///
+    /// `reset_signals` are the signals the master handles or ignores, which
+    /// the worker must start with at their defaults.
+    pub fn new(
+        log_fd: Option<BorrowedFd<'static>>,
+        level: Level,
+        reset_signals: Vec<libc::c_int>,
+    ) -> io::Result<Spawner> {
+        let mut argv = vec![
+            sys::c_string("mpecho")?,
+            sys::c_string("worker")?,
+            sys::c_string(format!("--log-level={}", level.name()))?,
+        ];
+        if log_fd.is_some() {
+            argv.push(sys::c_string(format!("--log-fd={LOG_FD}"))?);
+        }
+        let envp = std::env::vars_os()
+            .filter_map(|(k, v)| {
+                let mut entry = k.into_encoded_bytes();
+                entry.push(b'=');
+                entry.extend(v.into_encoded_bytes());
+                sys::c_string(entry).ok()
+            })
+            .collect();
+        let template = SpawnTemplate::new(sys::c_string(SELF_EXE)?, argv, envp, reset_signals);
+        Ok(Spawner { template, log_fd })
+    }
+
+    /// Starts a worker for `client`, returning its pid.
+    pub fn spawn_worker(&self, client: &TcpStream) -> io::Result<pid_t> {
+        // The client is normally far above 4 (the listener, the log and the
+        // spare descriptor come first), but if it landed on 3 or 4 the
+        // dup2 sequence would clobber it or leave close-on-exec set on it
+        // (`dup2(3, 3)` is a no-op), so it is moved up first.
+        let moved;
+        let client_fd: BorrowedFd<'_> = if client.as_raw_fd() <= LOG_FD {
+            moved = sys::dup_at_least(client.as_fd(), LOG_FD + 1)?;
+            moved.as_fd()
+        } else {
+            client.as_fd()
+        };
+        match self.log_fd {
+            Some(log) => self
+                .template
+                .spawn(&[(client_fd, CLIENT_FD), (log, LOG_FD)]),
+            None => self.template.spawn(&[(client_fd, CLIENT_FD)]),
+        }
+    }
+}

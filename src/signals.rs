@@ -1,0 +1,58 @@
+//! Signal flags shared by the master and the worker.
+//!
+//! The handler installed here does one thing: it stores `true` into the
+//! flag of the signal that arrived. It never reaps, logs, allocates or
+//! touches a table (DESIGN §3). The handled signals stay blocked except while
+//! the process sleeps in [`Signals::wait`] (`ppoll` with the old mask), so a
+//! signal can only arrive at a point where the caller is about to look at the
+//! flags anyway; the main loop then does the real work.
+
+use std::ffi::c_int;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use crate::sys::{self, SignalSet};
+
+/// One flag per signal number; Linux numbers standard signals below 32.
+static PENDING: [AtomicBool; 32] = [const { AtomicBool::new(false) }; 32];
+
+extern "C" fn record_signal(sig: c_int) {
+    // Only an atomic store: async-signal-safe, and it cannot corrupt any
+    // state the interrupted code was in the middle of changing.
+    if let Some(flag) = usize::try_from(sig).ok().and_then(|i| PENDING.get(i)) {
+        flag.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The handled signals of this process and the mask to sleep with.
+pub struct Signals {
+    wait_mask: SignalSet,
+}
+
+impl Signals {
+    /// Installs the flag-setting handler for each of `signals` and blocks
+    /// them outside [`Signals::wait`].
+    pub fn install(signals: &[c_int]) -> io::Result<Signals> {
+        let set = SignalSet::of(signals);
+        for &sig in signals {
+            sys::install_handler(sig, record_signal, &set)?;
+        }
+        let wait_mask = sys::block_signals(&set)?;
+        Ok(Signals { wait_mask })
+    }
+
+    /// Sleeps until a descriptor in `fds` is ready, the timeout passes or a
+    /// handled signal arrives (see [`sys::wait_for_events`]).
+    pub fn wait(&self, fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
+        sys::wait_for_events(fds, timeout, &self.wait_mask)
+    }
+
+    /// Whether `sig` arrived since the last call, clearing the flag.
+    pub fn take(&self, sig: c_int) -> bool {
+        usize::try_from(sig)
+            .ok()
+            .and_then(|i| PENDING.get(i))
+            .is_some_and(|flag| flag.swap(false, Ordering::Relaxed))
+    }
+}

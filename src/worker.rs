@@ -1,0 +1,231 @@
+//! The worker: one process per connection, serving the client found on
+//! descriptor 3 until it leaves.
+//!
+//! `mpecho serve` starts it as `mpecho worker [--log-level=L] [--log-fd=4]`
+//! (DESIGN §2). Its path to the first `read` is deliberately short: main.rs
+//! dispatches here before clap runs, the options are parsed by hand, and the
+//! only allocation is the echo buffer. It must never open a descriptor of its
+//! own (the master's tests count them), never block in a write it cannot
+//! abandon on SIGTERM, and never log client bytes unescaped.
+//!
+//! Exit statuses: 0 the client left (or the master asked us to finish),
+//! 1 an I/O error on the connection, 2 started wrongly (by hand, without a
+//! socket on descriptor 3, or with unknown options).
+
+use std::ffi::OsString;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::os::fd::{AsRawFd, RawFd};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use socket2::Socket;
+
+use crate::log::{self, Level, Sink, debug, info, trace, warning};
+use crate::net::display_addr;
+use crate::signals::Signals;
+use crate::sys;
+
+/// The client connection, always: the master `dup2`s it here.
+pub const CLIENT_FD: RawFd = 3;
+/// The log file, when the master logs to one (otherwise standard error).
+pub const LOG_FD: RawFd = 4;
+
+/// Echo buffer. Large enough that a bulk transfer moves in few system calls,
+/// small enough that ten thousand idle workers cost little (DESIGN §11).
+const BUFFER_SIZE: usize = 16 * 1024;
+
+const EXIT_IO_ERROR: u8 = 1;
+const EXIT_USAGE: u8 = 2;
+
+/// How many client bytes a trace line shows.
+const TRACE_PREVIEW: usize = 64;
+
+/// Entry point for `mpecho worker`, given the arguments after `worker`.
+pub fn main(args: &[OsString]) -> ExitCode {
+    let options = match Options::parse(args) {
+        Ok(options) => options,
+        Err(message) => return usage_error(&message),
+    };
+    let sink = match options.log_fd {
+        Some(fd) => match sys::adopt_inherited_fd(fd) {
+            Ok(fd) => Sink::File(fd),
+            Err(e) => return usage_error(&format!("log descriptor {fd} is not open ({e})")),
+        },
+        None => Sink::Stderr,
+    };
+    log::init(sink, options.log_level, "worker");
+
+    let (stream, peer) = match take_client_socket() {
+        Ok(client) => client,
+        Err(e) => {
+            return usage_error(&format!(
+                "descriptor {CLIENT_FD} is not a connected TCP socket ({e})"
+            ));
+        }
+    };
+    let signals = match Signals::install(&[libc::SIGTERM]) {
+        Ok(signals) => signals,
+        Err(e) => {
+            warning!("could not install the SIGTERM handler: {e}");
+            return ExitCode::from(EXIT_IO_ERROR);
+        }
+    };
+    serve(stream, peer, &signals)
+}
+
+fn usage_error(problem: &str) -> ExitCode {
+    eprintln!(
+        "mpecho worker: {problem}.\n\
+         A worker serves one connection handed to it on descriptor {CLIENT_FD}; \
+         `mpecho serve` starts one for each client. To run the server, use `mpecho serve`."
+    );
+    ExitCode::from(EXIT_USAGE)
+}
+
+/// The worker's options, set by the master, never by a person.
+struct Options {
+    log_level: Level,
+    log_fd: Option<RawFd>,
+}
+
+impl Options {
+    fn parse(args: &[OsString]) -> Result<Options, String> {
+        let mut options = Options {
+            log_level: Level::Info,
+            log_fd: None,
+        };
+        for arg in args {
+            let arg = arg.to_str().ok_or("an option is not valid UTF-8")?;
+            if let Some(name) = arg.strip_prefix("--log-level=") {
+                options.log_level =
+                    Level::from_name(name).ok_or_else(|| format!("unknown log level {name:?}"))?;
+            } else if let Some(fd) = arg.strip_prefix("--log-fd=") {
+                options.log_fd = Some(fd.parse().map_err(|_| format!("bad descriptor {fd:?}"))?);
+            } else {
+                return Err(format!("unknown option {arg:?}"));
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Adopts descriptor 3 and checks that it is a connected TCP socket.
+fn take_client_socket() -> io::Result<(TcpStream, SocketAddr)> {
+    let socket = Socket::from(sys::adopt_inherited_fd(CLIENT_FD)?);
+    let peer = socket
+        .peer_addr()?
+        .as_socket()
+        .ok_or_else(|| io::Error::other("not an IP connection"))?;
+    socket.set_nonblocking(true)?;
+    Ok((TcpStream::from(socket), peer))
+}
+
+/// Why the session ended.
+enum End {
+    ClientClosed,
+    PeerReset,
+    Shutdown,
+    Failed(io::Error),
+}
+
+fn serve(mut stream: TcpStream, peer: SocketAddr, signals: &Signals) -> ExitCode {
+    let peer = display_addr(peer);
+    let started = Instant::now();
+    info!("connect peer={peer}");
+    let mut echoed: u64 = 0;
+    let end = echo(&mut stream, signals, &mut echoed);
+    let elapsed = started.elapsed().as_secs_f64();
+    let (reason, status) = match &end {
+        End::ClientClosed => ("client closed".to_string(), 0),
+        End::PeerReset => ("connection reset by client".to_string(), 0),
+        End::Shutdown => ("server shutting down".to_string(), 0),
+        End::Failed(e) => (format!("error: {e}"), EXIT_IO_ERROR),
+    };
+    info!("disconnect peer={peer} bytes={echoed} duration={elapsed:.3}s reason={reason}");
+    ExitCode::from(status)
+}
+
+/// Copies everything the client sends back to it until it closes, resets,
+/// or the master asks us to finish. Counts echoed bytes in `echoed`.
+///
+/// The socket is non-blocking and the worker sleeps only in `ppoll`, the one
+/// place SIGTERM can arrive: a client that stops reading can therefore never
+/// keep the worker from shutting down.
+fn echo(stream: &mut TcpStream, signals: &Signals, echoed: &mut u64) -> End {
+    let mut buf = vec![0u8; BUFFER_SIZE];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                // Everything received has been written back already (we
+                // write before reading again), so a half-close can be
+                // answered with our own FIN now.
+                let _ = stream.shutdown(Shutdown::Write);
+                return End::ClientClosed;
+            }
+            Ok(n) => {
+                if log::enabled(Level::Trace) {
+                    trace!(
+                        "read {n} bytes: \"{}\"{}",
+                        log::escape_bytes(&buf[..n.min(TRACE_PREVIEW)]),
+                        if n > TRACE_PREVIEW { "..." } else { "" }
+                    );
+                }
+                if let Err(end) = write_all(stream, &buf[..n], signals, echoed) {
+                    return end;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                if let Err(end) = wait_until(stream, libc::POLLIN, signals) {
+                    return end;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return classify(e),
+        }
+    }
+}
+
+fn write_all(
+    stream: &mut TcpStream,
+    mut data: &[u8],
+    signals: &Signals,
+    echoed: &mut u64,
+) -> Result<(), End> {
+    while !data.is_empty() {
+        match stream.write(data) {
+            Ok(n) => {
+                data = &data[n..];
+                *echoed += n as u64;
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                debug!("client is not reading; waiting to write {} bytes", data.len());
+                wait_until(stream, libc::POLLOUT, signals)?;
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(classify(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Sleeps until the socket is ready for `events` or SIGTERM arrives.
+fn wait_until(stream: &TcpStream, events: libc::c_short, signals: &Signals) -> Result<(), End> {
+    let mut fds = [libc::pollfd {
+        fd: stream.as_raw_fd(),
+        events,
+        revents: 0,
+    }];
+    signals.wait(&mut fds, None).map_err(End::Failed)?;
+    if signals.take(libc::SIGTERM) {
+        return Err(End::Shutdown);
+    }
+    Ok(())
+}
+
+fn classify(e: io::Error) -> End {
+    match e.kind() {
+        io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe => End::PeerReset,
+        _ => End::Failed(e),
+    }
+}
