@@ -1,0 +1,13 @@
+//! Integration tests: every scenario drives the real `mpecho` binary over
+//! loopback, with real processes and real signals (see `util.rs`).
+
+mod client;
+mod descriptors;
+mod echo;
+mod errors;
+mod limits;
+mod logging;
+mod reaping;
+mod resources;
+mod shutdown;
+mod util;

@@ -1,0 +1,422 @@
+//! The one harness every integration test uses: start the real `mpecho`
+//! binary, wait for its `listening on` line, talk to it over loopback, look
+//! at its processes in /proc, and stop and reap everything on drop — also
+//! when the test fails.
+//!
+//! Nothing here sleeps a fixed time to "let things settle": every wait polls
+//! for a real condition (a log line, a process state) and gives up after a
+//! deadline, so a broken server makes a test fail, never hang.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// Upper bound for anything a test waits for.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often a wait re-checks its condition.
+const POLL: Duration = Duration::from_millis(10);
+
+pub fn mpecho_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_mpecho")
+}
+
+/// Polls `condition` until it returns `Some`, or panics with `what` after
+/// `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = condition() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        thread::sleep(POLL);
+    }
+}
+
+/// How to start a server.
+pub struct ServerOptions {
+    /// Arguments after `serve`; `-l 127.0.0.1:0` is added unless a listen
+    /// address is given.
+    pub args: Vec<String>,
+    /// Log to a file in a temporary directory (readable with `Server::log`)
+    /// instead of stderr.
+    pub log_to_file: bool,
+    /// Run through `bash -c "<prefix> exec mpecho serve ..."`, to start the
+    /// master with extra descriptors open, for example.
+    pub shell_prefix: Option<String>,
+}
+
+impl Default for ServerOptions {
+    fn default() -> Self {
+        ServerOptions {
+            args: Vec::new(),
+            log_to_file: true,
+            shell_prefix: None,
+        }
+    }
+}
+
+/// A running `mpecho serve`, in its own process group.
+pub struct Server {
+    child: Child,
+    pub addr: SocketAddr,
+    pub pid: i32,
+    log_path: Option<PathBuf>,
+    stderr: Arc<Mutex<String>>,
+    /// Lines printed on stdout after `listening on` (there must be none).
+    stdout_rest: mpsc::Receiver<String>,
+    dir: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `mpecho serve ARGS -l 127.0.0.1:0 --log-file <tmp>`.
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_with(ServerOptions {
+            args: args.iter().map(|s| s.to_string()).collect(),
+            ..ServerOptions::default()
+        })
+    }
+
+    pub fn start_with(options: ServerOptions) -> Server {
+        let dir = tempfile::tempdir().expect("create a temporary directory");
+        let mut args = options.args.clone();
+        if !args.iter().any(|a| a == "-l" || a == "--listen") {
+            args.extend(["-l".to_string(), "127.0.0.1:0".to_string()]);
+        }
+        let log_path = options.log_to_file.then(|| dir.path().join("mpecho.log"));
+        if let Some(path) = &log_path {
+            args.extend(["--log-file".to_string(), path.display().to_string()]);
+        }
+        let mut command = match &options.shell_prefix {
+            None => {
+                let mut c = Command::new(mpecho_bin());
+                c.arg("serve").args(&args);
+                c
+            }
+            Some(prefix) => {
+                let mut c = Command::new("bash");
+                c.arg("-c")
+                    .arg(format!("{prefix} exec \"$0\" serve \"$@\""))
+                    .arg(mpecho_bin())
+                    .args(&args);
+                c
+            }
+        };
+        command
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0);
+        let mut child = command.spawn().expect("start mpecho serve");
+        let pid = child.id() as i32;
+
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let mut err_pipe = child.stderr.take().expect("stderr is piped");
+        let sink = Arc::clone(&stderr);
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err_pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+
+        let (tx, rx) = mpsc::channel();
+        let out_pipe = child.stdout.take().expect("stdout is piped");
+        thread::spawn(move || {
+            for line in BufReader::new(out_pipe).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+
+        let mut server = Server {
+            child,
+            addr: "0.0.0.0:0".parse().unwrap(),
+            pid,
+            log_path,
+            stderr,
+            stdout_rest: rx,
+            dir,
+        };
+        let first = server.stdout_rest.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
+            panic!(
+                "mpecho serve printed no `listening on` line within {TIMEOUT:?}; stderr:\n{}",
+                server.stderr()
+            )
+        });
+        let addr = first
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("unexpected first stdout line {first:?}"));
+        server.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {first:?}"));
+        server
+    }
+
+    /// A connected client with read and write timeouts.
+    pub fn connect(&self) -> TcpStream {
+        let stream = TcpStream::connect(self.addr).expect("connect to the server");
+        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+        stream
+    }
+
+    /// A connected client whose worker is already running (its `connect`
+    /// line is in the log), so it counts against the worker limit.
+    pub fn connect_served(&self) -> TcpStream {
+        let mut stream = self.connect();
+        assert_eq!(echo(&mut stream, b"ping\n"), b"ping\n");
+        stream
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self) -> &Path {
+        self.log_path.as_deref().expect("this server logs to stderr")
+    }
+
+    /// The log so far (the file, or stderr when not logging to a file).
+    pub fn log(&self) -> String {
+        match &self.log_path {
+            Some(path) => std::fs::read_to_string(path).unwrap_or_default(),
+            None => self.stderr(),
+        }
+    }
+
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits until the log has a line containing every one of `needles`,
+    /// and returns that line.
+    pub fn wait_for_log_line(&self, needles: &[&str]) -> String {
+        wait_for(&format!("a log line with {needles:?}"), TIMEOUT, || {
+            self.log()
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+                .map(str::to_string)
+        })
+    }
+
+    /// Waits until the log holds at least `count` lines containing `needle`.
+    pub fn wait_for_log_count(&self, needle: &str, count: usize) {
+        wait_for(&format!("{count} log lines with {needle:?}"), TIMEOUT, || {
+            (self.log().lines().filter(|l| l.contains(needle)).count() >= count).then_some(())
+        })
+    }
+
+    /// Live (non-zombie) children of the master: its workers.
+    pub fn worker_pids(&self) -> Vec<i32> {
+        children_of(self.pid)
+            .into_iter()
+            .filter(|&(_, state)| state != 'Z')
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Waits until the master has exactly `n` live workers; returns them.
+    pub fn wait_for_workers(&self, n: usize) -> Vec<i32> {
+        wait_for(&format!("{n} live workers"), TIMEOUT, || {
+            let pids = self.worker_pids();
+            (pids.len() == n).then_some(pids)
+        })
+    }
+
+    /// Zombie children of the master.
+    pub fn zombies(&self) -> Vec<i32> {
+        children_of(self.pid)
+            .into_iter()
+            .filter(|&(_, state)| state == 'Z')
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
+    /// Sends `sig` to the master.
+    pub fn signal(&self, sig: i32) {
+        send_signal(self.pid, sig);
+    }
+
+    /// Sends `sig` to the master's whole process group, as Ctrl-C does.
+    pub fn signal_group(&self, sig: i32) {
+        send_signal(-self.pid, sig);
+    }
+
+    /// Waits for the master to exit and returns its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+        wait_for("the master to exit", timeout, || self.child.try_wait().ok().flatten())
+    }
+
+    /// Whether the master is still running.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Lines printed on stdout after `listening on` so far.
+    pub fn extra_stdout(&self) -> Vec<String> {
+        self.stdout_rest.try_iter().collect()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if !matches!(self.child.try_wait(), Ok(None)) {
+            return;
+        }
+        let workers = self.worker_pids();
+        send_signal(self.pid, libc::SIGTERM);
+        let deadline = Instant::now() + TIMEOUT;
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            thread::sleep(POLL);
+        }
+        for pid in workers {
+            send_signal(pid, libc::SIGKILL);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn send_signal(pid: i32, sig: i32) {
+    // SAFETY: kill has no memory effects.
+    unsafe { libc::kill(pid, sig) };
+}
+
+/// `(pid, state)` of every process whose parent is `parent`.
+pub fn children_of(parent: i32) -> Vec<(i32, char)> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    for entry in entries.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        if let Some((state, ppid)) = proc_state(pid)
+            && ppid == parent
+        {
+            out.push((pid, state));
+        }
+    }
+    out
+}
+
+/// `(state, ppid)` from /proc/PID/stat, if the process exists.
+pub fn proc_state(pid: i32) -> Option<(char, i32)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let mut fields = rest.split(' ');
+    let state = fields.next()?.chars().next()?;
+    let ppid = fields.next()?.parse().ok()?;
+    Some((state, ppid))
+}
+
+/// Whether a process with this pid exists (a zombie counts).
+pub fn process_exists(pid: i32) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Descriptor numbers open in process `pid`.
+pub fn open_fds(pid: i32) -> Vec<i32> {
+    let mut fds: Vec<i32> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+                .collect()
+        })
+        .unwrap_or_default();
+    fds.sort_unstable();
+    fds
+}
+
+/// Sends `data` and reads back exactly as many bytes.
+pub fn echo(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
+    stream.write_all(data).expect("send to the server");
+    let mut back = vec![0u8; data.len()];
+    stream.read_exact(&mut back).expect("read the echo back");
+    back
+}
+
+/// Runs `mpecho ARGS` with `stdin` as its input, bounded by `TIMEOUT`.
+pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
+    let mut child = Command::new(mpecho_bin())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start mpecho");
+    let mut input = child.stdin.take().expect("stdin is piped");
+    let data = stdin.to_vec();
+    let writer = thread::spawn(move || {
+        let _ = input.write_all(&data);
+    });
+    let pid = child.id() as i32;
+    let (tx, rx) = mpsc::channel();
+    let waiter = thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    let output = match rx.recv_timeout(TIMEOUT) {
+        Ok(output) => output.expect("collect mpecho's output"),
+        Err(_) => {
+            send_signal(pid, libc::SIGKILL);
+            panic!("`mpecho {}` did not finish within {TIMEOUT:?}", args.join(" "));
+        }
+    };
+    let _ = writer.join();
+    let _ = waiter.join();
+    output
+}
+
+/// A log line's shape: `YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL component[pid]: message`.
+pub fn is_well_formed_log_line(line: &str) -> bool {
+    let b = line.as_bytes();
+    let digits = |range: std::ops::Range<usize>| range.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let stamp_ok = b.len() > 25
+        && digits(0..4)
+        && b[4] == b'-'
+        && digits(5..7)
+        && b[7] == b'-'
+        && digits(8..10)
+        && b[10] == b'T'
+        && digits(11..13)
+        && b[13] == b':'
+        && digits(14..16)
+        && b[16] == b':'
+        && digits(17..19)
+        && b[19] == b'.'
+        && digits(20..23)
+        && b[23] == b'Z'
+        && b[24] == b' ';
+    if !stamp_ok {
+        return false;
+    }
+    let rest = &line[25..];
+    let Some((level, rest)) = rest.split_once(' ') else { return false };
+    if !["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level) {
+        return false;
+    }
+    let Some((label, _message)) = rest.split_once("]: ") else { return false };
+    let Some((component, pid)) = label.split_once('[') else { return false };
+    !component.is_empty()
+        && component.bytes().all(|c| c.is_ascii_lowercase() || c == b'-')
+        && !pid.is_empty()
+        && pid.bytes().all(|c| c.is_ascii_digit())
+}
