@@ -83,12 +83,20 @@ enum SessionError {
 
 /// Sends each line of `input` and copies its echo to `output`, until `END`
 /// or end of input.
-fn session(stream: &mut TcpStream, mut input: impl BufRead, mut output: impl Write) -> Result<(), SessionError> {
+fn session(
+    stream: &mut TcpStream,
+    mut input: impl BufRead,
+    mut output: impl Write,
+) -> Result<(), SessionError> {
     let mut line = Vec::new();
     let mut echo = Vec::new();
     loop {
         line.clear();
-        if input.read_until(b'\n', &mut line).map_err(SessionError::Stdin)? == 0 {
+        if input
+            .read_until(b'\n', &mut line)
+            .map_err(SessionError::Stdin)?
+            == 0
+        {
             return Ok(());
         }
         let text = trim_line_end(&line);
@@ -104,13 +112,16 @@ fn session(stream: &mut TcpStream, mut input: impl BufRead, mut output: impl Wri
         stream.write_all(&line).map_err(send_error)?;
         echo.resize(line.len(), 0);
         read_echo(stream, &mut echo)?;
-        output.write_all(&echo).and_then(|()| output.flush()).map_err(|e| {
-            if e.kind() == io::ErrorKind::BrokenPipe {
-                SessionError::StdoutClosed
-            } else {
-                SessionError::Stdout(e)
-            }
-        })?;
+        output
+            .write_all(&echo)
+            .and_then(|()| output.flush())
+            .map_err(|e| {
+                if e.kind() == io::ErrorKind::BrokenPipe {
+                    SessionError::StdoutClosed
+                } else {
+                    SessionError::Stdout(e)
+                }
+            })?;
     }
 }
 
@@ -119,11 +130,19 @@ fn read_echo(stream: &mut TcpStream, echo: &mut [u8]) -> Result<(), SessionError
     let mut got = 0;
     while got < echo.len() {
         match stream.read(&mut echo[got..]) {
-            Ok(0) => return Err(SessionError::Closed { got, sent: echo.len() }),
+            Ok(0) => {
+                return Err(SessionError::Closed {
+                    got,
+                    sent: echo.len(),
+                });
+            }
             Ok(n) => got += n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
-                return Err(SessionError::Closed { got, sent: echo.len() });
+                return Err(SessionError::Closed {
+                    got,
+                    sent: echo.len(),
+                });
             }
             Err(e) => return Err(SessionError::Receive(e)),
         }
@@ -133,7 +152,9 @@ fn read_echo(stream: &mut TcpStream, echo: &mut [u8]) -> Result<(), SessionError
 
 fn send_error(e: io::Error) -> SessionError {
     match e.kind() {
-        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => SessionError::ClosedBeforeSend,
+        io::ErrorKind::BrokenPipe | io::ErrorKind::ConnectionReset => {
+            SessionError::ClosedBeforeSend
+        }
         _ => SessionError::Send(e),
     }
 }

@@ -54,9 +54,15 @@ impl Level {
     }
 
     pub fn from_name(name: &str) -> Option<Level> {
-        [Level::Error, Level::Warn, Level::Info, Level::Debug, Level::Trace]
-            .into_iter()
-            .find(|level| level.name() == name)
+        [
+            Level::Error,
+            Level::Warn,
+            Level::Info,
+            Level::Debug,
+            Level::Trace,
+        ]
+        .into_iter()
+        .find(|level| level.name() == name)
     }
 }
 
@@ -163,13 +169,7 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     if level > logger.max_level {
         return;
     }
-    let line = format_line(
-        SystemTime::now(),
-        level,
-        logger.component,
-        logger.pid,
-        args,
-    );
+    let line = format_line(SystemTime::now(), level, logger.component, logger.pid, args);
     logger.sink.write_line(line.as_bytes());
 }
 
@@ -296,7 +296,10 @@ mod tests {
             Level::Info,
             "worker",
             7,
-            format_args!("got {}", "a\n1970-01-01T00:00:00.000Z ERROR master[1]: forged\r"),
+            format_args!(
+                "got {}",
+                "a\n1970-01-01T00:00:00.000Z ERROR master[1]: forged\r"
+            ),
         );
         assert_eq!(
             line,

@@ -292,7 +292,10 @@ impl SpawnAttr {
         // that the attribute object copies.
         unsafe {
             check_errno(libc::posix_spawnattr_setsigmask(&mut attr.0, &empty.0))?;
-            check_errno(libc::posix_spawnattr_setsigdefault(&mut attr.0, &defaults.0))?;
+            check_errno(libc::posix_spawnattr_setsigdefault(
+                &mut attr.0,
+                &defaults.0,
+            ))?;
             check_errno(libc::posix_spawnattr_setpgroup(&mut attr.0, 0))?;
             check_errno(libc::posix_spawnattr_setflags(&mut attr.0, flags as _))?;
         }
@@ -338,7 +341,11 @@ impl SignalSet {
 /// (the event loop only waits in `ppoll`, which never restarts).
 ///
 /// The handler must be async-signal-safe; mpecho's only stores to atomics.
-pub fn install_handler(sig: c_int, handler: extern "C" fn(c_int), mask: &SignalSet) -> io::Result<()> {
+pub fn install_handler(
+    sig: c_int,
+    handler: extern "C" fn(c_int),
+    mask: &SignalSet,
+) -> io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid value to fill in.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = handler as *const () as libc::sighandler_t;
@@ -385,10 +392,19 @@ pub fn wait_for_events(
         tv_sec: t.as_secs().min(i32::MAX as u64) as libc::time_t,
         tv_nsec: t.subsec_nanos() as libc::c_long,
     });
-    let ts_ptr = ts.as_ref().map_or(ptr::null(), |t| t as *const libc::timespec);
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(ptr::null(), |t| t as *const libc::timespec);
     // SAFETY: `fds` is a valid mutable slice of pollfd for its length, the
     // timespec (if any) lives on this frame, and the mask is a valid set.
-    let n = unsafe { ppoll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ts_ptr, &wait_mask.0) };
+    let n = unsafe {
+        ppoll(
+            fds.as_mut_ptr(),
+            fds.len() as libc::nfds_t,
+            ts_ptr,
+            &wait_mask.0,
+        )
+    };
     if n >= 0 {
         return Ok(n as usize);
     }
@@ -435,4 +451,3 @@ pub fn signal_name(sig: c_int) -> String {
 pub fn c_string(bytes: impl Into<Vec<u8>>) -> io::Result<CString> {
     CString::new(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
-

@@ -199,7 +199,10 @@ fn write_all(
                 *echoed += n as u64;
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                debug!("client is not reading; waiting to write {} bytes", data.len());
+                debug!(
+                    "client is not reading; waiting to write {} bytes",
+                    data.len()
+                );
                 wait_until(stream, libc::POLLOUT, signals)?;
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

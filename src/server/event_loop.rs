@@ -90,9 +90,17 @@ impl Master {
                 events: libc::POLLIN,
                 revents: 0,
             }];
-            let watched = if listening { &mut fds[..] } else { &mut fds[..0] };
-            let timeout = self.next_deadline().map(|d| d.saturating_duration_since(now));
-            self.signals.wait(watched, timeout).map_err(ServeError::Wait)?;
+            let watched = if listening {
+                &mut fds[..]
+            } else {
+                &mut fds[..0]
+            };
+            let timeout = self
+                .next_deadline()
+                .map(|d| d.saturating_duration_since(now));
+            self.signals
+                .wait(watched, timeout)
+                .map_err(ServeError::Wait)?;
             let readable = listening && fds[0].revents != 0;
 
             self.handle_signals();
@@ -140,7 +148,9 @@ impl Master {
 
     fn on_stop_signal(&mut self, name: &str) {
         match &mut self.draining {
-            Some(draining) => draining.escalate(&self.workers, &format!("second stop signal ({name})")),
+            Some(draining) => {
+                draining.escalate(&self.workers, &format!("second stop signal ({name})"))
+            }
             None => {
                 // Dropping the acceptor closes the listener: from now on the
                 // kernel refuses new connections, including any still
@@ -167,7 +177,9 @@ impl Master {
 
     fn accept_batch(&mut self) {
         for _ in 0..ACCEPT_BATCH {
-            let Some(acceptor) = self.acceptor.as_mut() else { return };
+            let Some(acceptor) = self.acceptor.as_mut() else {
+                return;
+            };
             match acceptor.accept() {
                 Accept::Client(stream, peer) => self.admit(stream, display_addr(peer)),
                 Accept::Empty => return,
@@ -207,9 +219,18 @@ impl Master {
         }
         match self.spawner.spawn_worker(&client) {
             Ok(pid) => {
-                self.workers.insert(pid, Worker { peer, started: Instant::now() });
+                self.workers.insert(
+                    pid,
+                    Worker {
+                        peer,
+                        started: Instant::now(),
+                    },
+                );
                 self.counters.accepted += 1;
-                info!("accept peer={peer} worker={pid} active={}", self.workers.len());
+                info!(
+                    "accept peer={peer} worker={pid} active={}",
+                    self.workers.len()
+                );
             }
             Err(e) => {
                 self.counters.spawn_failures += 1;

@@ -27,11 +27,9 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
 /// A bind error as a sentence with a hint about what to do.
 pub fn explain_bind_error(e: &io::Error) -> String {
     match e.kind() {
-        io::ErrorKind::AddrInUse => {
-            "address already in use (another server is listening there; \
+        io::ErrorKind::AddrInUse => "address already in use (another server is listening there; \
              stop it or choose another port with --listen)"
-                .to_string()
-        }
+            .to_string(),
         io::ErrorKind::AddrNotAvailable => {
             "address not available (no interface of this machine has that IP)".to_string()
         }

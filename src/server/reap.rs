@@ -27,7 +27,10 @@ pub fn reap_children(workers: &mut Workers, counters: &mut Counters) {
 
 fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut Counters) {
     let worker = workers.remove(pid);
-    debug_assert!(worker.is_some(), "a reaped pid ({pid}) must be in the workers table");
+    debug_assert!(
+        worker.is_some(),
+        "a reaped pid ({pid}) must be in the workers table"
+    );
     let (peer, lived) = match &worker {
         Some(w) => (w.peer.to_string(), w.started.elapsed().as_secs_f64()),
         None => ("unknown".to_string(), 0.0),
@@ -40,7 +43,9 @@ fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut 
         }
         ExitKind::Code(code) => {
             counters.exited_error += 1;
-            warning!("worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}");
+            warning!(
+                "worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}"
+            );
         }
         ExitKind::Signal(sig) => {
             counters.exited_signal += 1;

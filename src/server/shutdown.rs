@@ -76,6 +76,9 @@ fn signal_worker(pid: sys::pid_t, sig: libc::c_int) {
     // so the pid cannot have been reused; ESRCH cannot happen, other errors
     // (EPERM) are worth a line.
     if let Err(e) = sys::send_signal(pid, sig) {
-        warning!("could not send {} to worker {pid}: {e}", sys::signal_name(sig));
+        warning!(
+            "could not send {} to worker {pid}: {e}",
+            sys::signal_name(sig)
+        );
     }
 }

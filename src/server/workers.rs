@@ -34,7 +34,10 @@ impl Workers {
 
     pub fn insert(&mut self, pid: pid_t, worker: Worker) {
         let previous = self.live.insert(pid, worker);
-        debug_assert!(previous.is_none(), "pid {pid} was spawned while still in the table");
+        debug_assert!(
+            previous.is_none(),
+            "pid {pid} was spawned while still in the table"
+        );
         self.peak = self.peak.max(self.live.len());
     }
 

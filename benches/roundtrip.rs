@@ -1,0 +1,117 @@
+//! What one connection costs: connect → echo 64 bytes → close through a
+//! fresh worker, 1000 times one after another, against the real binary on
+//! loopback; then the resident memory of the master and of one idle worker.
+//!
+//! Run with `cargo bench --bench roundtrip`. Bounded: 1000 round trips and
+//! a 60 s deadline; the server is stopped (SIGTERM, then SIGKILL) on exit.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const ROUND_TRIPS: usize = 1000;
+const DEADLINE: Duration = Duration::from_secs(60);
+const MESSAGE: &[u8; 64] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SAFETY: kill has no memory effects.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn main() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_mpecho"))
+        .args(["serve", "-l", "127.0.0.1:0", "--log-level", "warn", "--monitor-interval", "0"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start mpecho serve");
+    let stdout = child.stdout.take().expect("stdout is piped");
+    let server = Server(child);
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    let addr: SocketAddr = line
+        .trim()
+        .strip_prefix("listening on ")
+        .and_then(|a| a.parse().ok())
+        .expect("a `listening on ADDR` line");
+
+    let started = Instant::now();
+    let mut samples = Vec::with_capacity(ROUND_TRIPS);
+    let mut back = [0u8; MESSAGE.len()];
+    for _ in 0..ROUND_TRIPS {
+        if started.elapsed() > DEADLINE {
+            eprintln!("deadline reached after {} round trips", samples.len());
+            break;
+        }
+        let t = Instant::now();
+        let mut stream = TcpStream::connect(addr).expect("connect");
+        stream.set_nodelay(true).expect("set TCP_NODELAY");
+        stream.write_all(MESSAGE).expect("send");
+        stream.read_exact(&mut back).expect("read the echo");
+        drop(stream);
+        samples.push(t.elapsed());
+        assert_eq!(&back, MESSAGE, "echo differs");
+    }
+    samples.sort_unstable();
+    let pct = |p: f64| samples[((samples.len() - 1) as f64 * p).round() as usize];
+    println!(
+        "connect→echo→close through a fresh worker, {} round trips: median {:?}, p90 {:?}, p99 {:?}, min {:?}, max {:?} ({:.0} per second, sequential)",
+        samples.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        samples[0],
+        samples[samples.len() - 1],
+        samples.len() as f64 / started.elapsed().as_secs_f64()
+    );
+
+    let mut held = TcpStream::connect(addr).expect("connect the held client");
+    held.write_all(MESSAGE).expect("send");
+    held.read_exact(&mut back).expect("read the echo");
+    let master = server.0.id() as i32;
+    let worker = children_of(master).into_iter().next().expect("a worker for the held client");
+    for (who, pid) in [("master", master), ("idle worker", worker)] {
+        println!(
+            "{who} (pid {pid}): RSS {} kB, PSS {} kB",
+            proc_kb(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0),
+            proc_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0)
+        );
+    }
+}
+
+fn proc_kb(path: &str, key: &str) -> Option<u64> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn children_of(parent: i32) -> Vec<i32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        let Some(close) = stat.rfind(')') else { continue };
+        let ppid = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse::<i32>().ok());
+        if ppid == Some(parent) {
+            out.push(pid);
+        }
+    }
+    out
+}
