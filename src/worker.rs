@@ -57,7 +57,13 @@ pub fn main(args: &[OsString]) -> ExitCode {
     log::init(sink, options.log_level, "worker");
 
     let (stream, peer) = match take_client_socket() {
-        Ok(client) => client,
+        Ok(Client::Connected(stream, peer)) => (stream, peer),
+        Ok(Client::AlreadyGone(e)) => {
+            // The client connected and reset before we could look at it:
+            // a normal (if short) session, not a misuse of the worker.
+            info!("client left before it could be served ({e})");
+            return ExitCode::SUCCESS;
+        }
         Err(e) => {
             return usage_error(&format!(
                 "descriptor {CLIENT_FD} is not a connected TCP socket ({e})"
@@ -110,15 +116,47 @@ impl Options {
     }
 }
 
+/// What was found on descriptor 3.
+enum Client {
+    Connected(TcpStream, SocketAddr),
+    /// An accepted connection whose client already reset it.
+    AlreadyGone(io::Error),
+}
+
 /// Adopts descriptor 3 and checks that it is a connected TCP socket.
-fn take_client_socket() -> io::Result<(TcpStream, SocketAddr)> {
+///
+/// The common case costs one `getpeername`. Only when that fails do we look
+/// closer, to tell a worker started by hand (no socket, a listening or a
+/// never-connected one: a usage error) from a client that connected and
+/// reset before the worker started (`ENOTCONN` on a stream socket that has
+/// a bound local address: the connection was real).
+fn take_client_socket() -> io::Result<Client> {
     let socket = Socket::from(sys::adopt_inherited_fd(CLIENT_FD)?);
-    let peer = socket
-        .peer_addr()?
-        .as_socket()
-        .ok_or_else(|| io::Error::other("not an IP connection"))?;
-    socket.set_nonblocking(true)?;
-    Ok((TcpStream::from(socket), peer))
+    match socket.peer_addr() {
+        Ok(peer) => {
+            let peer = peer
+                .as_socket()
+                .ok_or_else(|| io::Error::other("not an IP connection"))?;
+            socket.set_nonblocking(true)?;
+            Ok(Client::Connected(TcpStream::from(socket), peer))
+        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) && was_accepted(&socket) => {
+            Ok(Client::AlreadyGone(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Whether `socket` looks like one returned by `accept`: a TCP stream
+/// socket, not listening, bound to a local port.
+fn was_accepted(socket: &Socket) -> bool {
+    socket.r#type().is_ok_and(|t| t == socket2::Type::STREAM)
+        && socket.is_listener().is_ok_and(|listening| !listening)
+        && socket
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .is_some_and(|a| a.port() != 0)
 }
 
 /// Why the session ended.
