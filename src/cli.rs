@@ -5,10 +5,13 @@
 //! clap is ever touched, because every connection pays for that start-up
 //! (DESIGN §11); it appears here only so that `--help` can mention it.
 
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::error::ErrorKind;
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::log::Level;
 
@@ -19,6 +22,36 @@ use crate::log::Level;
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// Exit status for a bad command line, as clap and BSD `sysexits` usage.
+const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line. On `--help`/`--version` the text is printed and
+/// the status is 0; on any usage error the error *and the usage* of the
+/// subcommand concerned go to stderr with status 2 (clap alone shows the
+/// usage only for some kinds of error, not for an invalid value).
+pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    let subcommand = args.get(1).and_then(|a| a.to_str()).map(str::to_string);
+    Cli::try_parse_from(args).map_err(|e| {
+        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        let mut command = Cli::command();
+        command.build();
+        let usage = match subcommand.and_then(|name| command.find_subcommand_mut(name).cloned()) {
+            Some(mut sub) => sub.render_usage(),
+            None => command.render_usage(),
+        };
+        let rendered = e.render().to_string();
+        if rendered.contains("Usage:") {
+            eprint!("{rendered}");
+        } else {
+            eprint!("{rendered}\n{usage}\n");
+        }
+        ExitCode::from(EXIT_USAGE)
+    })
 }
 
 #[derive(Debug, Subcommand)]

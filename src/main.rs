@@ -3,8 +3,7 @@
 use std::ffi::OsString;
 use std::process::ExitCode;
 
-use clap::Parser;
-use mpecho::cli::{Cli, Command};
+use mpecho::cli::{self, Command};
 
 fn main() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
@@ -13,7 +12,11 @@ fn main() -> ExitCode {
     if args.get(1).is_some_and(|a| a == "worker") {
         return mpecho::worker::main(&args[2..]);
     }
-    match Cli::parse_from(args).command {
+    let cli = match cli::parse(args) {
+        Ok(cli) => cli,
+        Err(status) => return status,
+    };
+    match cli.command {
         Command::Serve(args) => mpecho::server::main(args),
         Command::Client(args) => mpecho::client::main(args),
         Command::Worker => mpecho::worker::main(&[]),
