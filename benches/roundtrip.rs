@@ -34,7 +34,15 @@ impl Drop for Server {
 
 fn main() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_mpecho"))
-        .args(["serve", "-l", "127.0.0.1:0", "--log-level", "warn", "--monitor-interval", "0"])
+        .args([
+            "serve",
+            "-l",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--monitor-interval",
+            "0",
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -42,7 +50,9 @@ fn main() {
     let stdout = child.stdout.take().expect("stdout is piped");
     let server = Server(child);
     let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("read the listening line");
     let addr: SocketAddr = line
         .trim()
         .strip_prefix("listening on ")
@@ -83,7 +93,10 @@ fn main() {
     held.write_all(MESSAGE).expect("send");
     held.read_exact(&mut back).expect("read the echo");
     let master = server.0.id() as i32;
-    let worker = children_of(master).into_iter().next().expect("a worker for the held client");
+    let worker = children_of(master)
+        .into_iter()
+        .next()
+        .expect("a worker for the held client");
     for (who, pid) in [("master", master), ("idle worker", worker)] {
         println!(
             "{who} (pid {pid}): RSS {} kB, PSS {} kB",
@@ -103,12 +116,23 @@ fn proc_kb(path: &str, key: &str) -> Option<u64> {
 fn children_of(parent: i32) -> Vec<i32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
-        let Some(close) = stat.rfind(')') else { continue };
-        let ppid = stat[close + 2..].split(' ').nth(1).and_then(|s| s.parse::<i32>().ok());
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some(close) = stat.rfind(')') else {
+            continue;
+        };
+        let ppid = stat[close + 2..]
+            .split(' ')
+            .nth(1)
+            .and_then(|s| s.parse::<i32>().ok());
         if ppid == Some(parent) {
             out.push(pid);
         }

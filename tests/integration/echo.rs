@@ -28,7 +28,9 @@ fn echo_is_binary_safe() {
 fn echoes_a_large_payload_written_in_one_go() {
     let server = Server::start(&[]);
     let mut client = server.connect();
-    let payload: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i * 7 + i / 251) as u8).collect();
+    let payload: Vec<u8> = (0..4 * 1024 * 1024u32)
+        .map(|i| (i * 7 + i / 251) as u8)
+        .collect();
     let mut reader = client.try_clone().unwrap();
     let expected_len = payload.len();
     let collector = thread::spawn(move || {
@@ -50,7 +52,29 @@ fn half_close_gets_everything_back_then_eof() {
     client.write_all(&data).unwrap();
     client.shutdown(Shutdown::Write).unwrap();
     let mut back = Vec::new();
-    client.read_to_end(&mut back).expect("read until the worker closes");
+    client
+        .read_to_end(&mut back)
+        .expect("read until the worker closes");
     assert_eq!(back.len(), data.len());
     assert!(back == data);
+}
+
+/// Fifty clients connected at once each have a live worker, and each one's
+/// echo comes back (last connected first) while the other 49 stay connected
+/// and idle: no client waits for another to leave.
+#[test]
+fn fifty_idle_clients_do_not_delay_each_other() {
+    const CLIENTS: usize = 50;
+    let server = Server::start(&[]);
+    let mut clients: Vec<_> = (0..CLIENTS).map(|_| server.connect_served()).collect();
+    server.wait_for_workers(CLIENTS);
+    for (i, client) in clients.iter_mut().enumerate().rev() {
+        let data = format!("client {i} of {CLIENTS}\n");
+        assert_eq!(echo(client, data.as_bytes()), data.as_bytes());
+        assert_eq!(
+            server.worker_pids().len(),
+            CLIENTS,
+            "a worker ended while client {i} was served"
+        );
+    }
 }

@@ -1,1 +1,204 @@
-//! placeholder
+//! The worker limit (`--max-workers`, DESIGN §4): a connection past it is
+//! accepted and closed at once (EOF or reset, never an echo), logged as
+//! rejected and counted in the figures, and a slot freed by a leaving client
+//! serves the next one.
+
+use std::io::{ErrorKind, Read, Write};
+use std::net::TcpStream;
+
+use crate::util::{Server, echo};
+
+/// Asserts that a turned-away client reads EOF (Ok(0)) before its read
+/// timeout, or a reset when `allow_reset` (it had sent data the master never
+/// read); never a single echoed byte.
+fn assert_turned_away(client: &mut TcpStream, allow_reset: bool) {
+    let mut buf = [0u8; 64];
+    match client.read(&mut buf) {
+        Ok(0) => {}
+        Ok(n) => panic!(
+            "a rejected client was served: it read {:?}",
+            String::from_utf8_lossy(&buf[..n])
+        ),
+        Err(e) if allow_reset && e.kind() == ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("a rejected client should read EOF at once, got: {e}"),
+    }
+}
+
+/// Waits for the WARN line rejecting `client` and returns it.
+fn rejected_line(server: &Server, client: &TcpStream, active: usize, max: usize) -> String {
+    let peer = client.local_addr().expect("client's local address");
+    server.wait_for_log_line(&[&format!(
+        " WARN master[{}]: rejected peer={peer}: worker limit reached ({active} active, max_workers={max})",
+        server.pid
+    )])
+}
+
+/// How many log lines contain `needle`.
+fn count_lines(server: &Server, needle: &str) -> usize {
+    server.log().lines().filter(|l| l.contains(needle)).count()
+}
+
+/// With `--max-workers 2` and two clients served, a third connection is
+/// accepted and closed at once: it reads EOF, no worker is started for it,
+/// a WARN `rejected` line names it, and the first two are still served.
+#[test]
+fn connection_past_the_limit_reads_eof_and_is_logged() {
+    let server = Server::start(&["--max-workers", "2"]);
+    let mut first = server.connect_served();
+    let mut second = server.connect_served();
+
+    let mut third = server.connect();
+    assert_turned_away(&mut third, false);
+    rejected_line(&server, &third, 2, 2);
+
+    assert_eq!(
+        server.worker_pids().len(),
+        2,
+        "a worker was started past the limit"
+    );
+    assert_eq!(
+        count_lines(&server, "]: accept peer="),
+        2,
+        "log:\n{}",
+        server.log()
+    );
+    let third_peer = format!("connect peer={}", third.local_addr().unwrap());
+    assert_eq!(
+        count_lines(&server, &third_peer),
+        0,
+        "the rejected client got a worker"
+    );
+    assert_eq!(echo(&mut first, b"still here 1\n"), b"still here 1\n");
+    assert_eq!(echo(&mut second, b"still here 2\n"), b"still here 2\n");
+}
+
+/// A client past the limit that sends data before reading gets EOF or a
+/// reset, never its data back, and is logged as rejected.
+#[test]
+fn connection_past_the_limit_that_sends_first_is_never_echoed() {
+    let server = Server::start(&["--max-workers", "2", "--log-level", "trace"]);
+    let _first = server.connect_served();
+    let _second = server.connect_served();
+
+    let mut third = server.connect();
+    // The master may have closed the connection before the data arrives, in
+    // which case the kernel answers it with a reset: the write may fail.
+    match third.write_all(b"must never come back\n") {
+        Ok(()) => {}
+        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
+        Err(e) => panic!("unexpected error sending to a rejected connection: {e}"),
+    }
+    assert_turned_away(&mut third, true);
+    rejected_line(&server, &third, 2, 2);
+
+    assert_eq!(
+        server.worker_pids().len(),
+        2,
+        "a worker was started past the limit"
+    );
+    // At trace level every worker logs what it reads: nobody read these bytes.
+    assert_eq!(
+        count_lines(&server, "must never come back"),
+        0,
+        "log:\n{}",
+        server.log()
+    );
+}
+
+/// Once one of two served clients leaves (its worker's exit is logged), the
+/// next connection is served again instead of rejected.
+#[test]
+fn slot_freed_by_a_leaving_client_serves_the_next_one() {
+    let server = Server::start(&["--max-workers", "2"]);
+    let first = server.connect_served();
+    let mut second = server.connect_served();
+    let mut rejected = server.connect();
+    assert_turned_away(&mut rejected, false);
+    rejected_line(&server, &rejected, 2, 2);
+
+    let first_worker = server.worker_serving(&first);
+    let first_peer = first.local_addr().unwrap();
+    drop(first);
+    server.wait_for_log_line(&[&format!(
+        "master[{}]: worker {first_worker} exited status=0 peer={first_peer} ",
+        server.pid
+    )]);
+
+    let mut next = server.connect();
+    assert_eq!(echo(&mut next, b"served again\n"), b"served again\n");
+    let next_peer = next.local_addr().unwrap();
+    server.wait_for_log_line(&[&format!("]: accept peer={next_peer} worker="), " active=2"]);
+    assert_eq!(echo(&mut second, b"and me\n"), b"and me\n");
+    assert_eq!(
+        count_lines(&server, "]: rejected peer="),
+        1,
+        "log:\n{}",
+        server.log()
+    );
+}
+
+/// The SIGUSR1 figures line counts every rejection (`rejected=N`) beside
+/// the accepted connections, and keeps counting after it was reported.
+#[test]
+fn sigusr1_figures_count_every_rejection() {
+    let server = Server::start(&["--max-workers", "2", "--monitor-interval", "0"]);
+    let _first = server.connect_served();
+    let _second = server.connect_served();
+    for _ in 0..3 {
+        // EOF means the master has closed it, hence already counted it.
+        let mut turned_away = server.connect();
+        assert_turned_away(&mut turned_away, false);
+    }
+
+    server.signal(libc::SIGUSR1);
+    let figures = server.wait_for_log_line(&["]: figures active="]);
+    assert!(
+        figures.contains(" INFO master[")
+            && figures.contains(" figures active=2 peak=2 accepted=2 rejected=3 spawn_failures=0 "),
+        "unexpected figures line: {figures}"
+    );
+
+    let mut one_more = server.connect();
+    assert_turned_away(&mut one_more, false);
+    server.signal(libc::SIGUSR1);
+    server.wait_for_log_count("]: figures active=", 2);
+    let log = server.log();
+    let second_figures = log
+        .lines()
+        .filter(|l| l.contains("]: figures active="))
+        .nth(1)
+        .expect("a second figures line");
+    assert!(
+        second_figures.contains(" figures active=2 peak=2 accepted=2 rejected=4 spawn_failures=0 "),
+        "unexpected second figures line: {second_figures}"
+    );
+    assert_eq!(count_lines(&server, "]: rejected peer="), 4, "log:\n{log}");
+}
+
+/// With `--max-workers 1` clients are served strictly one at a time: the
+/// second is turned away while the first is connected, and the next one is
+/// served once the first has left.
+#[test]
+fn max_workers_one_serves_one_client_at_a_time() {
+    let server = Server::start(&["--max-workers", "1"]);
+    let only = server.connect_served();
+    let mut second = server.connect();
+    assert_turned_away(&mut second, false);
+    rejected_line(&server, &second, 1, 1);
+
+    let worker = server.worker_serving(&only);
+    drop(only);
+    server.wait_for_log_line(&[&format!("]: worker {worker} exited status=0 ")]);
+
+    let mut next = server.connect();
+    assert_eq!(echo(&mut next, b"my turn\n"), b"my turn\n");
+    let next_peer = next.local_addr().unwrap();
+    // The worker may echo before the master has logged its `accept` line.
+    server.wait_for_log_line(&[&format!("]: accept peer={next_peer} worker="), " active=1"]);
+    assert_eq!(
+        count_lines(&server, "]: accept peer="),
+        2,
+        "log:\n{}",
+        server.log()
+    );
+}

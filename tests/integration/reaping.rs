@@ -1,1 +1,236 @@
-//! placeholder
+//! Reaping: every worker that ends — by itself, in bursts whose SIGCHLDs
+//! coalesce, or killed by a signal — is waited for, logged with how it ended
+//! and counted, and no zombie is left behind while the master keeps serving.
+
+use std::io::{ErrorKind, Read};
+use std::net::TcpStream;
+use std::thread;
+
+use crate::util::{Server, TIMEOUT, echo, proc_state, send_signal, wait_for};
+
+/// A served client and the pid of its worker (the master's only child).
+fn serve_one(server: &Server) -> (TcpStream, i32) {
+    let client = server.connect_served();
+    let worker = server.wait_for_workers(1)[0];
+    (client, worker)
+}
+
+/// Asserts that `worker` was reaped: it is gone, or (pid reused) no longer a
+/// child of the master, and the master has no zombie child.
+fn assert_reaped(server: &Server, worker: i32) {
+    assert!(
+        proc_state(worker).is_none_or(|(_, ppid)| ppid != server.pid),
+        "worker {worker} is still a child of the master: {:?}",
+        proc_state(worker)
+    );
+    assert_eq!(
+        server.zombies(),
+        Vec::<i32>::new(),
+        "the master left zombies"
+    );
+}
+
+/// Asserts that the client of a worker that was killed sees the connection
+/// end: EOF, or a reset if the kernel had unread data.
+fn assert_connection_ended(client: &mut TcpStream) {
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
+        other => panic!("expected EOF or a reset after the worker died, got {other:?}"),
+    }
+}
+
+/// Asks the master for a figures line (SIGUSR1) and returns it. Only for
+/// servers started with `--monitor-interval 0`, so it is the only one.
+fn figures(server: &Server) -> String {
+    server.signal(libc::SIGUSR1);
+    server.wait_for_log_line(&["figures active="])
+}
+
+/// 300 short connections from 10 concurrent clients end at overlapping
+/// times; every worker is reaped and counted although SIGCHLDs coalesce.
+#[test]
+fn bursts_of_exiting_workers_are_all_reaped() {
+    const THREADS: usize = 10;
+    const PER_THREAD: usize = 30;
+    const TOTAL: usize = THREADS * PER_THREAD;
+    let server = Server::start(&["--monitor-interval", "0"]);
+    let addr = server.addr;
+    thread::scope(|scope| {
+        for t in 0..THREADS {
+            scope.spawn(move || {
+                for i in 0..PER_THREAD {
+                    let mut client = TcpStream::connect(addr).expect("connect to the server");
+                    client.set_read_timeout(Some(TIMEOUT)).unwrap();
+                    client.set_write_timeout(Some(TIMEOUT)).unwrap();
+                    let data = format!("{t}.{i}\n");
+                    assert_eq!(echo(&mut client, data.as_bytes()), data.as_bytes());
+                }
+            });
+        }
+    });
+
+    let exits = wait_for(&format!("{TOTAL} worker exits in the log"), TIMEOUT, || {
+        let exits: Vec<String> = server
+            .log()
+            .lines()
+            .filter(|l| {
+                l.contains(": worker ") && (l.contains(" exited ") || l.contains(" killed by "))
+            })
+            .map(str::to_string)
+            .collect();
+        (exits.len() >= TOTAL).then_some(exits)
+    });
+    assert_eq!(exits.len(), TOTAL, "more exits logged than workers started");
+    for line in &exits {
+        assert!(
+            line.contains(" exited status=0 "),
+            "a worker did not end cleanly: {line}"
+        );
+    }
+    assert_eq!(
+        server.zombies(),
+        Vec::<i32>::new(),
+        "the master left zombies"
+    );
+    assert_eq!(
+        server.worker_pids(),
+        Vec::<i32>::new(),
+        "workers still alive"
+    );
+
+    let line = figures(&server);
+    assert!(line.contains(" figures active=0 "), "{line}");
+    assert!(
+        line.contains(&format!(" accepted={TOTAL} rejected=0 ")),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(
+            " exited_ok={TOTAL} exited_error=0 exited_signal=0 "
+        )),
+        "{line}"
+    );
+}
+
+/// A worker killed with SIGKILL is reaped, logged as `killed by SIGKILL`
+/// with its peer and counted; its client sees the connection end and the
+/// master goes on serving new clients.
+#[test]
+fn worker_killed_by_sigkill_is_reaped_and_logged() {
+    let server = Server::start(&["--monitor-interval", "0"]);
+    let (mut client, worker) = serve_one(&server);
+    send_signal(worker, libc::SIGKILL);
+
+    let line = server.wait_for_log_line(&[&format!(": worker {worker} killed by ")]);
+    let expected = format!(
+        " WARN master[{}]: worker {worker} killed by SIGKILL peer={} lived=",
+        server.pid,
+        client.local_addr().unwrap()
+    );
+    assert!(
+        line.contains(&expected),
+        "expected {expected:?} in {line:?}"
+    );
+    assert_reaped(&server, worker);
+    assert_connection_ended(&mut client);
+
+    let mut next = server.connect();
+    assert_eq!(echo(&mut next, b"still serving\n"), b"still serving\n");
+    let line = figures(&server);
+    assert!(line.contains(" figures active=1 "), "{line}");
+    assert!(line.contains(" accepted=2 "), "{line}");
+    assert!(
+        line.contains(" exited_ok=0 exited_error=0 exited_signal=1 "),
+        "{line}"
+    );
+}
+
+/// Workers killed by other fatal signals — SIGQUIT, and SIGINT and SIGUSR1,
+/// which the master itself handles — die by them (they start with default
+/// dispositions) and each is logged with that signal's name.
+#[test]
+fn workers_killed_by_other_signals_are_logged_by_name() {
+    let server = Server::start(&["--monitor-interval", "0"]);
+    let signals = [
+        (libc::SIGQUIT, "SIGQUIT"),
+        (libc::SIGINT, "SIGINT"),
+        (libc::SIGUSR1, "SIGUSR1"),
+    ];
+    for (sig, name) in signals {
+        let (mut client, worker) = serve_one(&server);
+        if sig == libc::SIGQUIT {
+            // SIGQUIT dumps core. A core limit of 1 byte prevents the dump
+            // both for a file pattern (smaller than a page) and for a pipe
+            // pattern (where 1 is the kernel's "no dump" value).
+            let limit = libc::rlimit {
+                rlim_cur: 1,
+                rlim_max: 1,
+            };
+            // SAFETY: `limit` is a valid rlimit; no old value is asked for.
+            let rc =
+                unsafe { libc::prlimit(worker, libc::RLIMIT_CORE, &limit, std::ptr::null_mut()) };
+            assert_eq!(rc, 0, "limit the core size of worker {worker}");
+        }
+        send_signal(worker, sig);
+        let line = server.wait_for_log_line(&[&format!(": worker {worker} killed by ")]);
+        let expected = format!(
+            "worker {worker} killed by {name} peer={} lived=",
+            client.local_addr().unwrap()
+        );
+        assert!(
+            line.contains(&expected),
+            "expected {expected:?} in {line:?}"
+        );
+        assert_reaped(&server, worker);
+        assert_connection_ended(&mut client);
+    }
+    let line = figures(&server);
+    assert!(line.contains(" figures active=0 "), "{line}");
+    assert!(
+        line.contains(" exited_ok=0 exited_error=0 exited_signal=3 "),
+        "{line}"
+    );
+}
+
+/// SIGTERM sent straight to a worker is a request to finish: it closes the
+/// connection cleanly (the client reads EOF), exits with status 0, is
+/// reaped, and the master goes on serving.
+#[test]
+fn worker_sent_sigterm_finishes_cleanly() {
+    let server = Server::start(&["--monitor-interval", "0"]);
+    let (mut client, worker) = serve_one(&server);
+    let peer = client.local_addr().unwrap();
+    send_signal(worker, libc::SIGTERM);
+
+    server.wait_for_log_line(&[
+        &format!(" worker[{worker}]: disconnect peer={peer} "),
+        " reason=server shutting down",
+    ]);
+    let line = server.wait_for_log_line(&[&format!(": worker {worker} ")]);
+    let expected = format!(
+        " INFO master[{}]: worker {worker} exited status=0 peer={peer} lived=",
+        server.pid
+    );
+    assert!(
+        line.contains(&expected),
+        "expected {expected:?} in {line:?}"
+    );
+    assert_reaped(&server, worker);
+    let mut buf = [0u8; 16];
+    assert_eq!(
+        client
+            .read(&mut buf)
+            .expect("read EOF from the finished worker"),
+        0
+    );
+
+    let mut next = server.connect();
+    assert_eq!(echo(&mut next, b"still serving\n"), b"still serving\n");
+    let line = figures(&server);
+    assert!(
+        line.contains(" exited_ok=1 exited_error=0 exited_signal=0 "),
+        "{line}"
+    );
+}

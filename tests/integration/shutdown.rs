@@ -1,1 +1,453 @@
-//! placeholder
+//! Graceful shutdown (DESIGN §7): SIGTERM, or SIGINT to the whole process
+//! group (Ctrl-C), closes the listener at once, asks every worker — a
+//! stopped one too — to finish, SIGKILLs whoever outlives the grace period
+//! (at once on a second stop signal), reaps everyone, logs the final figures
+//! and exits 0, leaving no process behind and the port free.
+
+use std::io::{ErrorKind, Read};
+use std::net::{TcpListener, TcpStream};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::util::{Server, TIMEOUT, proc_state, process_exists, send_signal, wait_for};
+
+/// How soon after the stop signal new connections must be refused.
+const REFUSED_WITHIN: Duration = Duration::from_secs(1);
+
+/// A grace period no test waits out: shutdown must end as soon as the
+/// workers are gone, not when this expires.
+const LONG_GRACE: &str = "30";
+
+/// Upper bound for a shutdown that must not wait for `LONG_GRACE`.
+const PROMPT: Duration = Duration::from_secs(5);
+
+/// Waits, at most `REFUSED_WITHIN` after `signalled`, for the master's
+/// `shutting down (CAUSE received)` line, then asserts that a new connection
+/// is refused: the listener is closed before that line is written. Probing
+/// only then matters: a connection racing the signal may legitimately still
+/// be accepted and become a worker. Returns the line.
+fn assert_listener_closed(server: &Server, signalled: Instant, cause: &str) -> String {
+    let needle = format!("]: shutting down ({cause} received): listener closed, ");
+    let line = wait_for(
+        &format!("a log line with {needle:?} within {REFUSED_WITHIN:?} of the signal"),
+        REFUSED_WITHIN.saturating_sub(signalled.elapsed()),
+        || {
+            server
+                .log()
+                .lines()
+                .find(|l| l.contains(&needle))
+                .map(str::to_string)
+        },
+    );
+    match TcpStream::connect(server.addr) {
+        Err(e) if e.kind() == ErrorKind::ConnectionRefused => {}
+        other => panic!("a connection after `{line}` was not refused: {other:?}"),
+    }
+    line
+}
+
+/// Asserts that the server closed `client`'s connection in order: EOF.
+fn assert_eof(client: &mut TcpStream) {
+    let mut buf = [0u8; 16];
+    match client.read(&mut buf) {
+        Ok(0) => {}
+        other => panic!("expected EOF once the worker finished, got {other:?}"),
+    }
+}
+
+/// Waits for the worker serving `client` to log that it finished because
+/// the server is shutting down, and for the master to log its status 0.
+fn assert_finished_gracefully(server: &Server, client: &TcpStream, worker: i32) {
+    let peer = client.local_addr().unwrap();
+    server.wait_for_log_line(&[
+        &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
+        " reason=server shutting down",
+    ]);
+    server.wait_for_log_line(&[&format!(
+        " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
+        server.pid
+    )]);
+}
+
+/// What must hold once the master has exited after a shutdown: the final
+/// figures and the last line are logged, every worker recorded before is
+/// gone, and the port can be bound again at once.
+fn assert_clean_exit(server: &Server, workers: &[i32], final_figures: &str) {
+    let log = server.log();
+    let finals: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("]: final figures "))
+        .collect();
+    assert_eq!(
+        finals.len(),
+        1,
+        "expected one final figures line; log:\n{log}"
+    );
+    assert!(
+        finals[0].contains(&format!(
+            " INFO master[{}]: final figures {final_figures} ",
+            server.pid
+        )),
+        "expected `final figures {final_figures}`, got: {}",
+        finals[0]
+    );
+    let last = log.lines().last().unwrap_or_default();
+    assert!(
+        last.ends_with(&format!(
+            " INFO master[{}]: exiting: all workers reaped",
+            server.pid
+        )),
+        "unexpected last log line: {last}"
+    );
+    for &pid in workers {
+        assert!(
+            !process_exists(pid),
+            "worker {pid} still exists after the master exited"
+        );
+    }
+    TcpListener::bind(server.addr).unwrap_or_else(|e| {
+        panic!(
+            "{} is not free right after the master exited: {e}",
+            server.addr
+        )
+    });
+}
+
+/// Swallows every SIGTERM sent to one worker, so that the worker cannot
+/// finish: the deterministic way to have a worker outlive the grace period.
+///
+/// A dedicated thread attaches to the worker with `PTRACE_SEIZE` (the
+/// worker is a descendant of the test process, which Yama's default scope
+/// allows) and resumes it after each signal-delivery stop, dropping SIGTERM
+/// and passing anything else on. SIGKILL cannot be intercepted. The thread
+/// ends when the worker does: a tracer must wait for its tracee's death
+/// before the real parent, the master, is told about it.
+struct SigtermSwallower {
+    swallowed: mpsc::Receiver<()>,
+    done: mpsc::Receiver<()>,
+}
+
+impl SigtermSwallower {
+    fn attach(pid: i32) -> SigtermSwallower {
+        let (attached_tx, attached_rx) = mpsc::channel();
+        let (swallowed_tx, swallowed) = mpsc::channel();
+        let (done_tx, done) = mpsc::channel();
+        thread::spawn(move || {
+            let null = std::ptr::null_mut::<libc::c_void>();
+            // SAFETY: PTRACE_SEIZE takes no pointers (addr and data are 0).
+            let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, null, null) };
+            let _ = attached_tx.send(
+                (seized == 0)
+                    .then_some(())
+                    .ok_or_else(std::io::Error::last_os_error),
+            );
+            if seized != 0 {
+                return;
+            }
+            loop {
+                let mut status = 0;
+                // SAFETY: waitpid writes only to `status`, a valid local.
+                let waited = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
+                if waited < 0 {
+                    if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted {
+                        continue;
+                    }
+                    break;
+                }
+                if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
+                    break;
+                }
+                if libc::WIFSTOPPED(status) {
+                    let sig = libc::WSTOPSIG(status);
+                    // A ptrace event stop (status >> 16 != 0) carries no signal.
+                    let pass_on = if status >> 16 != 0 {
+                        0
+                    } else if sig == libc::SIGTERM {
+                        let _ = swallowed_tx.send(());
+                        0
+                    } else {
+                        sig
+                    };
+                    // SAFETY: PTRACE_CONT takes no pointer; data is a signal number.
+                    unsafe {
+                        libc::ptrace(libc::PTRACE_CONT, pid, null, libc::c_long::from(pass_on))
+                    };
+                }
+            }
+            let _ = done_tx.send(());
+        });
+        attached_rx
+            .recv_timeout(TIMEOUT)
+            .expect("the tracer thread answers")
+            .unwrap_or_else(|e| panic!("could not ptrace worker {pid}: {e}"));
+        SigtermSwallower { swallowed, done }
+    }
+
+    /// Waits until the worker has been sent a SIGTERM (and did not get it).
+    fn wait_swallowed(&self) {
+        self.swallowed
+            .recv_timeout(TIMEOUT)
+            .expect("the held worker was sent SIGTERM within the timeout");
+    }
+
+    /// Waits until the held worker has ended.
+    fn wait_done(&self) {
+        self.done
+            .recv_timeout(TIMEOUT)
+            .expect("the held worker ended");
+    }
+}
+
+/// SIGTERM: new connections are refused within a second, both clients read
+/// EOF, each worker logs `reason=server shutting down` and exits 0, the
+/// master logs the final figures and exits 0 without waiting out a long
+/// grace period, no worker is left, and the port is free again.
+#[test]
+fn sigterm_refuses_new_clients_drains_workers_and_exits_zero() {
+    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
+    let mut first = server.connect_served();
+    let mut second = server.connect_served();
+    let workers = [
+        server.worker_serving(&first),
+        server.worker_serving(&second),
+    ];
+    let mut live = server.wait_for_workers(2);
+    live.sort_unstable();
+    let mut expected = workers.to_vec();
+    expected.sort_unstable();
+    assert_eq!(
+        live, expected,
+        "the master's children are not the two workers"
+    );
+
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let shutting_down = assert_listener_closed(&server, signalled, "SIGTERM");
+    assert!(
+        shutting_down.contains(&format!(
+            " INFO master[{}]: shutting down (SIGTERM received): listener closed, \
+             asking 2 workers to finish, grace {LONG_GRACE}s",
+            server.pid
+        )),
+        "unexpected shutdown line: {shutting_down}"
+    );
+    assert_eof(&mut first);
+    assert_eof(&mut second);
+    assert_finished_gracefully(&server, &first, workers[0]);
+    assert_finished_gracefully(&server, &second, workers[1]);
+
+    let status = server.wait_exit(TIMEOUT);
+    let took = signalled.elapsed();
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    assert!(
+        took < PROMPT,
+        "shutdown took {took:?}: it waited for the grace period"
+    );
+    assert!(
+        !server.log().contains(" killed by "),
+        "log:\n{}",
+        server.log()
+    );
+    assert_clean_exit(
+        &server,
+        &workers,
+        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
+         exited_ok=2 exited_error=0 exited_signal=0",
+    );
+}
+
+/// Ctrl-C (SIGINT to the master's whole process group) does not kill the
+/// workers: each survives until the master asks it to finish, logs
+/// `reason=server shutting down` and exits 0 (not `killed by SIGINT`), and
+/// the master shuts down as for SIGTERM and exits 0.
+#[test]
+fn sigint_to_the_process_group_shuts_down_gracefully() {
+    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
+    let mut first = server.connect_served();
+    let mut second = server.connect_served();
+    let workers = [
+        server.worker_serving(&first),
+        server.worker_serving(&second),
+    ];
+
+    let signalled = Instant::now();
+    server.signal_group(libc::SIGINT);
+    let shutting_down = assert_listener_closed(&server, signalled, "SIGINT");
+    assert!(
+        shutting_down.contains("listener closed, asking 2 workers to finish"),
+        "unexpected shutdown line: {shutting_down}"
+    );
+    assert_eof(&mut first);
+    assert_eof(&mut second);
+    assert_finished_gracefully(&server, &first, workers[0]);
+    assert_finished_gracefully(&server, &second, workers[1]);
+
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    assert!(
+        signalled.elapsed() < PROMPT,
+        "shutdown waited for the grace period"
+    );
+    assert!(
+        !server.log().contains("killed by SIGINT"),
+        "log:\n{}",
+        server.log()
+    );
+    assert_clean_exit(
+        &server,
+        &workers,
+        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
+         exited_ok=2 exited_error=0 exited_signal=0",
+    );
+}
+
+/// A worker stopped with SIGSTOP when shutdown begins is continued by the
+/// master and still finishes gracefully (status 0), promptly.
+#[test]
+fn stopped_worker_is_continued_and_finishes_gracefully() {
+    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
+    let mut stopped_client = server.connect_served();
+    let mut running_client = server.connect_served();
+    let stopped = server.worker_serving(&stopped_client);
+    let running = server.worker_serving(&running_client);
+    send_signal(stopped, libc::SIGSTOP);
+    wait_for("the worker to be stopped", TIMEOUT, || {
+        (proc_state(stopped).map(|(state, _)| state) == Some('T')).then_some(())
+    });
+
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_eof(&mut stopped_client);
+    assert_eof(&mut running_client);
+    assert_finished_gracefully(&server, &stopped_client, stopped);
+    assert_finished_gracefully(&server, &running_client, running);
+
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    assert!(
+        signalled.elapsed() < PROMPT,
+        "shutdown waited for the grace period"
+    );
+    assert!(
+        !server.log().contains(" killed by "),
+        "log:\n{}",
+        server.log()
+    );
+    assert_clean_exit(
+        &server,
+        &[stopped, running],
+        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
+         exited_ok=2 exited_error=0 exited_signal=0",
+    );
+}
+
+/// A worker that does not finish when asked (its SIGTERM is swallowed) is
+/// killed with SIGKILL once `--grace 1` is over, not before; the other
+/// worker exits 0 meanwhile; the master reaps both and exits 0.
+#[test]
+fn worker_outliving_the_grace_period_is_killed() {
+    let mut server = Server::start(&["--grace", "1", "--monitor-interval", "0"]);
+    let mut held_client = server.connect_served();
+    let mut prompt_client = server.connect_served();
+    let held = server.worker_serving(&held_client);
+    let prompt = server.worker_serving(&prompt_client);
+    let swallower = SigtermSwallower::attach(held);
+
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    assert_listener_closed(&server, signalled, "SIGTERM");
+    swallower.wait_swallowed();
+    assert_eof(&mut prompt_client);
+    assert_finished_gracefully(&server, &prompt_client, prompt);
+
+    let held_peer = held_client.local_addr().unwrap();
+    server.wait_for_log_line(&[&format!(
+        " WARN master[{}]: worker {held} killed by SIGKILL peer={held_peer} ",
+        server.pid
+    )]);
+    let killed_after = signalled.elapsed();
+    assert!(
+        killed_after >= Duration::from_secs(1),
+        "the worker was killed {killed_after:?} after SIGTERM, before the 1 s grace period ended"
+    );
+    server.wait_for_log_line(&["]: grace period over: killing 1 remaining workers"]);
+    assert_eof(&mut held_client);
+    swallower.wait_done();
+
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    assert!(
+        signalled.elapsed() < PROMPT,
+        "shutdown took far longer than the grace period"
+    );
+    assert!(
+        !server
+            .log()
+            .contains(&format!("worker[{held}]: disconnect")),
+        "the held worker should never have seen its SIGTERM; log:\n{}",
+        server.log()
+    );
+    assert_clean_exit(
+        &server,
+        &[held, prompt],
+        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
+         exited_ok=1 exited_error=0 exited_signal=1",
+    );
+}
+
+/// A second SIGTERM while draining kills the remaining workers at once
+/// instead of waiting out a 30 s grace period, and the master exits 0.
+#[test]
+fn second_sigterm_while_draining_kills_at_once() {
+    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
+    let mut held_client = server.connect_served();
+    let held = server.worker_serving(&held_client);
+    let swallower = SigtermSwallower::attach(held);
+
+    server.signal(libc::SIGTERM);
+    server.wait_for_log_line(&[
+        "]: shutting down (SIGTERM received): listener closed, asking 1 workers",
+    ]);
+    swallower.wait_swallowed();
+    assert!(
+        server.is_running(),
+        "the master exited with a worker still running"
+    );
+    assert!(
+        process_exists(held),
+        "the held worker ended although its SIGTERM was swallowed"
+    );
+
+    let second = Instant::now();
+    server.signal(libc::SIGTERM);
+    server.wait_for_log_line(&[&format!(
+        " WARN master[{}]: second stop signal (SIGTERM): killing 1 remaining workers",
+        server.pid
+    )]);
+    let held_peer = held_client.local_addr().unwrap();
+    server.wait_for_log_line(&[&format!(
+        " WARN master[{}]: worker {held} killed by SIGKILL peer={held_peer} ",
+        server.pid
+    )]);
+    assert_eof(&mut held_client);
+    swallower.wait_done();
+
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    assert!(
+        second.elapsed() < PROMPT,
+        "the second SIGTERM did not cut the grace period short"
+    );
+    assert!(
+        !server.log().contains("grace period over"),
+        "log:\n{}",
+        server.log()
+    );
+    assert_clean_exit(
+        &server,
+        &[held],
+        "active=0 peak=1 accepted=1 rejected=0 spawn_failures=0 accept_errors=0 \
+         exited_ok=0 exited_error=0 exited_signal=1",
+    );
+}

@@ -37,7 +37,10 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() ->
         if let Some(value) = condition() {
             return value;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
         thread::sleep(POLL);
     }
 }
@@ -128,7 +131,9 @@ impl Server {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
 
@@ -152,16 +157,21 @@ impl Server {
             stdout_rest: rx,
             dir,
         };
-        let first = server.stdout_rest.recv_timeout(TIMEOUT).unwrap_or_else(|_| {
-            panic!(
-                "mpecho serve printed no `listening on` line within {TIMEOUT:?}; stderr:\n{}",
-                server.stderr()
-            )
-        });
+        let first = server
+            .stdout_rest
+            .recv_timeout(TIMEOUT)
+            .unwrap_or_else(|_| {
+                panic!(
+                    "mpecho serve printed no `listening on` line within {TIMEOUT:?}; stderr:\n{}",
+                    server.stderr()
+                )
+            });
         let addr = first
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected first stdout line {first:?}"));
-        server.addr = addr.parse().unwrap_or_else(|_| panic!("bad address in {first:?}"));
+        server.addr = addr
+            .parse()
+            .unwrap_or_else(|_| panic!("bad address in {first:?}"));
         server
     }
 
@@ -186,7 +196,9 @@ impl Server {
     }
 
     pub fn log_path(&self) -> &Path {
-        self.log_path.as_deref().expect("this server logs to stderr")
+        self.log_path
+            .as_deref()
+            .expect("this server logs to stderr")
     }
 
     /// The log so far (the file, or stderr when not logging to a file).
@@ -214,9 +226,11 @@ impl Server {
 
     /// Waits until the log holds at least `count` lines containing `needle`.
     pub fn wait_for_log_count(&self, needle: &str, count: usize) {
-        wait_for(&format!("{count} log lines with {needle:?}"), TIMEOUT, || {
-            (self.log().lines().filter(|l| l.contains(needle)).count() >= count).then_some(())
-        })
+        wait_for(
+            &format!("{count} log lines with {needle:?}"),
+            TIMEOUT,
+            || (self.log().lines().filter(|l| l.contains(needle)).count() >= count).then_some(()),
+        )
     }
 
     /// Live (non-zombie) children of the master: its workers.
@@ -257,7 +271,9 @@ impl Server {
 
     /// Waits for the master to exit and returns its status.
     pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
-        wait_for("the master to exit", timeout, || self.child.try_wait().ok().flatten())
+        wait_for("the master to exit", timeout, || {
+            self.child.try_wait().ok().flatten()
+        })
     }
 
     /// Whether the master is still running.
@@ -301,9 +317,15 @@ pub fn send_signal(pid: i32, sig: i32) {
 /// `(pid, state)` of every process whose parent is `parent`.
 pub fn children_of(parent: i32) -> Vec<(i32, char)> {
     let mut out = Vec::new();
-    let Ok(entries) = std::fs::read_dir("/proc") else { return out };
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return out;
+    };
     for entry in entries.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<i32>().ok())
+        else {
             continue;
         };
         if let Some((state, ppid)) = proc_state(pid)
@@ -377,7 +399,10 @@ pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
         Ok(output) => output.expect("collect mpecho's output"),
         Err(_) => {
             send_signal(pid, libc::SIGKILL);
-            panic!("`mpecho {}` did not finish within {TIMEOUT:?}", args.join(" "));
+            panic!(
+                "`mpecho {}` did not finish within {TIMEOUT:?}",
+                args.join(" ")
+            );
         }
     };
     let _ = writer.join();
@@ -388,7 +413,11 @@ pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
 /// A log line's shape: `YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL component[pid]: message`.
 pub fn is_well_formed_log_line(line: &str) -> bool {
     let b = line.as_bytes();
-    let digits = |range: std::ops::Range<usize>| range.clone().all(|i| b.get(i).is_some_and(u8::is_ascii_digit));
+    let digits = |range: std::ops::Range<usize>| {
+        range
+            .clone()
+            .all(|i| b.get(i).is_some_and(u8::is_ascii_digit))
+    };
     let stamp_ok = b.len() > 25
         && digits(0..4)
         && b[4] == b'-'
@@ -409,14 +438,88 @@ pub fn is_well_formed_log_line(line: &str) -> bool {
         return false;
     }
     let rest = &line[25..];
-    let Some((level, rest)) = rest.split_once(' ') else { return false };
+    let Some((level, rest)) = rest.split_once(' ') else {
+        return false;
+    };
     if !["TRACE", "DEBUG", "INFO", "WARN", "ERROR"].contains(&level) {
         return false;
     }
-    let Some((label, _message)) = rest.split_once("]: ") else { return false };
-    let Some((component, pid)) = label.split_once('[') else { return false };
+    let Some((label, _message)) = rest.split_once("]: ") else {
+        return false;
+    };
+    let Some((component, pid)) = label.split_once('[') else {
+        return false;
+    };
     !component.is_empty()
-        && component.bytes().all(|c| c.is_ascii_lowercase() || c == b'-')
+        && component
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c == b'-')
         && !pid.is_empty()
         && pid.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// A process a test started by hand (not through `Server`): killed with
+/// SIGKILL and reaped on drop if it is still running, so a failing test
+/// leaves nothing behind.
+pub struct ChildGuard(pub Child);
+
+impl ChildGuard {
+    /// Waits up to `TIMEOUT` for the child to exit, then collects what it
+    /// wrote to its piped stdout and stderr (read after exit: for output
+    /// that fits in a pipe buffer).
+    pub fn wait_output(&mut self) -> Output {
+        let status = wait_for("the process to exit", TIMEOUT, || {
+            self.0.try_wait().ok().flatten()
+        });
+        let mut stdout = Vec::new();
+        let mut stderr = Vec::new();
+        if let Some(mut out) = self.0.stdout.take() {
+            out.read_to_end(&mut stdout)
+                .expect("read the process's stdout");
+        }
+        if let Some(mut err) = self.0.stderr.take() {
+            err.read_to_end(&mut stderr)
+                .expect("read the process's stderr");
+        }
+        Output {
+            status,
+            stdout,
+            stderr,
+        }
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        if matches!(self.0.try_wait(), Ok(None)) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl Server {
+    /// The pid of the worker serving `client`: the one whose `connect` line
+    /// names `client`'s local address as its peer. Waits for that line.
+    pub fn worker_serving(&self, client: &TcpStream) -> i32 {
+        let suffix = format!(
+            "]: connect peer={}",
+            client.local_addr().expect("client's local address")
+        );
+        let line = wait_for(
+            &format!("a worker log line ending in {suffix:?}"),
+            TIMEOUT,
+            || {
+                self.log()
+                    .lines()
+                    .find(|l| l.ends_with(&suffix))
+                    .map(str::to_string)
+            },
+        );
+        let pid = line
+            .split_once(" worker[")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .and_then(|(pid, _)| pid.parse().ok());
+        pid.unwrap_or_else(|| panic!("no worker pid in the connect line {line:?}"))
+    }
 }
