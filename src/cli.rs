@@ -62,6 +62,12 @@ pub enum Command {
     /// Send standard input line by line to an echo server and print what
     /// comes back.
     Client(ClientArgs),
+    /// Run the UDP chat relay: every datagram from a known client goes to
+    /// every other known client, tagged with the sender's address.
+    ChatServer(ChatServerArgs),
+    /// Join a chat relay: lines typed are sent, messages received are
+    /// printed (END or end of input leaves).
+    Chat(ChatArgs),
     /// Internal: serve the client on descriptor 3 (started by `mpecho serve`,
     /// never by hand).
     #[command(hide = true)]
@@ -113,5 +119,43 @@ pub struct ClientArgs {
 
     /// Server port.
     #[arg(default_value_t = 9190)]
+    pub port: u16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChatServerArgs {
+    /// Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a
+    /// free port, printed in the `listening on` line.
+    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9191")]
+    pub listen: SocketAddr,
+
+    /// Most clients known at once; a newcomer beyond it gets `server full`
+    /// and known clients are never evicted for it.
+    #[arg(long, value_name = "N", default_value_t = 10,
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_clients: u32,
+
+    /// Seconds a client may stay silent before it is forgotten (announced as
+    /// `left`); 0 keeps clients until they send END.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub idle_timeout: u64,
+
+    /// Append the log to this file instead of standard error.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
+
+    /// Least severe level written to the log.
+    #[arg(long, value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
+    pub log_level: Level,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChatArgs {
+    /// Relay host name or IP address.
+    #[arg(default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Relay port.
+    #[arg(default_value_t = 9191)]
     pub port: u16,
 }

@@ -2,8 +2,10 @@
 //! connection), its line client, and their shared pieces.
 //!
 //! `main.rs` only parses the command line and calls one entry point per
-//! subcommand: [`server::main`], [`worker::main`], [`client::main`].
+//! subcommand: [`server::main`], [`worker::main`], [`client::main`],
+//! [`chat::server::main`], [`chat::client::main`].
 
+pub mod chat;
 pub mod cli;
 pub mod client;
 pub mod log;

@@ -104,16 +104,10 @@ impl Sink {
             Sink::Stderr => stderr.as_fd(),
             Sink::File(fd) => fd.as_fd(),
         };
-        let mut rest = line;
         // A short write is only possible on a full disk or a signal after
         // part of the line went out; finishing the line is better than
         // losing it. A failed write cannot be reported anywhere but here.
-        while !rest.is_empty() {
-            match sys::write_once(fd, rest) {
-                Ok(0) | Err(_) => return,
-                Ok(n) => rest = &rest[n..],
-            }
-        }
+        let _ = sys::write_all_unbuffered(fd, line);
     }
 }
 

@@ -19,6 +19,8 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Serve(args) => mpecho::server::main(args),
         Command::Client(args) => mpecho::client::main(args),
+        Command::ChatServer(args) => mpecho::chat::server::main(args),
+        Command::Chat(args) => mpecho::chat::client::main(args),
         Command::Worker => mpecho::worker::main(&[]),
     }
 }

@@ -1,7 +1,9 @@
-//! Address helpers shared by the server, the worker and the client.
+//! Address and socket conventions shared by every subcommand: how addresses
+//! are shown, how a failed bind is explained, and the `listening on` line.
 //!
-//! Pure functions on `std::net` types: nothing here opens a socket.
+//! Nothing here opens a socket.
 
+use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 
 /// The address as people expect to read it: an IPv4 client reaching a
@@ -15,6 +17,30 @@ pub fn display_addr(addr: SocketAddr) -> SocketAddr {
         },
         IpAddr::V4(_) => addr,
     }
+}
+
+/// A bind error as a sentence with a hint about what to do.
+pub fn explain_bind_error(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::AddrInUse => "address already in use (another server is listening there; \
+                                     stop it or choose another port with --listen)"
+            .to_string(),
+        io::ErrorKind::AddrNotAvailable => {
+            "address not available (no interface of this machine has that IP)".to_string()
+        }
+        io::ErrorKind::PermissionDenied => {
+            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string()
+        }
+        _ => e.to_string(),
+    }
+}
+
+/// The readiness line scripts and tests wait for: exactly one line on
+/// stdout, flushed, with the real bound address (IPv6 as `[::1]:PORT`).
+pub fn announce_listening(addr: SocketAddr) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    writeln!(out, "listening on {addr}")?;
+    out.flush()
 }
 
 #[cfg(test)]

@@ -119,6 +119,38 @@ pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
     }
 }
 
+/// One `read(2)` into `buf`, retried only on EINTR; 0 means end of input.
+///
+/// For descriptors watched with `ppoll`, where a buffered reader would hide
+/// data it already pulled in from the next readiness check.
+pub fn read_once(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    loop {
+        // SAFETY: `buf` is a valid, writable slice for its whole length.
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n >= 0 {
+            return Ok(n as usize);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Writes all of `buf`, one `write(2)` at a time, giving up on an error
+/// or a zero-length write. Used where output must not sit in a buffer
+/// (log lines, the chat receiver's output).
+pub fn write_all_unbuffered(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
+    let mut rest = buf;
+    while !rest.is_empty() {
+        match write_once(fd, rest)? {
+            0 => return Err(io::ErrorKind::WriteZero.into()),
+            n => rest = &rest[n..],
+        }
+    }
+    Ok(())
+}
+
 // ------------------------------------------------------------------ processes
 
 /// How a child process ended, as reported by `waitpid`.
@@ -157,6 +189,56 @@ pub fn reap_one_child() -> io::Result<Option<(pid_t, ExitKind)>> {
             Some(libc::ECHILD) => return Ok(None),
             _ => return Err(err),
         }
+    }
+}
+
+/// Waits for child `pid` to end and reaps it; with `block` false, returns
+/// `Ok(None)` at once if it is still running.
+pub fn reap_child(pid: pid_t, block: bool) -> io::Result<Option<ExitKind>> {
+    let flags = if block { 0 } else { libc::WNOHANG };
+    loop {
+        let mut status: c_int = 0;
+        // SAFETY: waitpid writes only to `status`, a valid local.
+        let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
+        if ret == pid {
+            return Ok(Some(if libc::WIFSIGNALED(status) {
+                ExitKind::Signal(libc::WTERMSIG(status))
+            } else {
+                ExitKind::Code(libc::WEXITSTATUS(status))
+            }));
+        }
+        if ret == 0 {
+            return Ok(None);
+        }
+        let err = io::Error::last_os_error();
+        if err.kind() != io::ErrorKind::Interrupted {
+            return Err(err);
+        }
+    }
+}
+
+/// Which side of a `fork` this is.
+pub enum Forked {
+    Parent { child: pid_t },
+    Child,
+}
+
+/// Forks the calling process.
+///
+/// Only for single-threaded processes: the child of a multi-threaded
+/// process may only call async-signal-safe functions, and mpecho's children
+/// run ordinary Rust code.
+pub fn fork() -> io::Result<Forked> {
+    debug_assert!(
+        std::fs::read_dir("/proc/self/task").map_or(true, |d| d.count() == 1),
+        "fork() called in a multi-threaded process"
+    );
+    // SAFETY: the process is single-threaded (asserted above), so the child
+    // is a complete copy in which any code may run; both sides own their
+    // copies of every descriptor.
+    match check(unsafe { libc::fork() })? {
+        0 => Ok(Forked::Child),
+        child => Ok(Forked::Parent { child }),
     }
 }
 
@@ -354,6 +436,32 @@ pub fn install_handler(
     // SAFETY: `action` is fully initialised and `handler` is a plain
     // extern "C" function that only stores to atomics.
     check(unsafe { libc::sigaction(sig, &action, ptr::null_mut()) }).map(drop)
+}
+
+/// What a signal does when no handler is installed.
+pub enum Disposition {
+    Default,
+    Ignore,
+}
+
+/// Sets `sig` back to its default action or to be ignored.
+pub fn set_disposition(sig: c_int, disposition: Disposition) -> io::Result<()> {
+    let handler = match disposition {
+        Disposition::Default => libc::SIG_DFL,
+        Disposition::Ignore => libc::SIG_IGN,
+    };
+    // SAFETY: a zeroed sigaction is a valid value to fill in.
+    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
+    action.sa_sigaction = handler;
+    // SAFETY: `action` is fully initialised; SIG_DFL and SIG_IGN are not
+    // functions and run no code of ours.
+    check(unsafe { libc::sigaction(sig, &action, ptr::null_mut()) }).map(drop)
+}
+
+/// Replaces the signal mask with `set`.
+pub fn set_signal_mask(set: &SignalSet) -> io::Result<()> {
+    // SAFETY: the set is valid; the old mask is not requested.
+    check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set.0, ptr::null_mut()) }).map(drop)
 }
 
 /// Blocks the signals in `set` and returns the mask that was in force

@@ -6,13 +6,13 @@
 //! handles shutdown and report requests, then accepts a bounded batch. Every
 //! decision about workers is taken here, in order, never in a handler.
 
-use std::io::{self, Write};
+use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
 use crate::log::{self, error, info, warning};
-use crate::net::display_addr;
+use crate::net::{self, display_addr};
 use crate::signals::Signals;
 use crate::sys;
 
@@ -73,7 +73,7 @@ impl Master {
             master.config.max_workers,
             master.config.grace.as_secs_f64()
         );
-        announce_listening(addr).map_err(ServeError::Announce)?;
+        net::announce_listening(addr).map_err(ServeError::Announce)?;
         Ok(master)
     }
 
@@ -263,12 +263,4 @@ fn is_resource_shortage(e: &io::Error) -> bool {
         e.raw_os_error(),
         Some(libc::EAGAIN | libc::ENOMEM | libc::EMFILE | libc::ENFILE)
     )
-}
-
-/// The readiness line scripts and tests wait for: exactly one line on
-/// stdout, flushed, with the real bound address.
-fn announce_listening(addr: SocketAddr) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    writeln!(out, "listening on {addr}")?;
-    out.flush()
 }

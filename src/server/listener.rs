@@ -23,19 +23,3 @@ pub fn bind(addr: SocketAddr, backlog: u32) -> io::Result<TcpListener> {
     socket.set_nonblocking(true)?;
     Ok(socket.into())
 }
-
-/// A bind error as a sentence with a hint about what to do.
-pub fn explain_bind_error(e: &io::Error) -> String {
-    match e.kind() {
-        io::ErrorKind::AddrInUse => "address already in use (another server is listening there; \
-             stop it or choose another port with --listen)"
-            .to_string(),
-        io::ErrorKind::AddrNotAvailable => {
-            "address not available (no interface of this machine has that IP)".to_string()
-        }
-        io::ErrorKind::PermissionDenied => {
-            "permission denied (ports below 1024 need root or CAP_NET_BIND_SERVICE)".to_string()
-        }
-        _ => e.to_string(),
-    }
-}

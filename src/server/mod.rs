@@ -27,6 +27,7 @@ use std::time::Duration;
 
 use crate::cli::ServeArgs;
 use crate::log::{self, Level, Sink};
+use crate::net;
 use crate::sys;
 
 pub use event_loop::Master;
@@ -83,7 +84,7 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
     };
     let listener = listener::bind(args.listen, args.backlog).map_err(|e| ServeError::Bind {
         addr: args.listen.to_string(),
-        reason: listener::explain_bind_error(&e),
+        reason: net::explain_bind_error(&e),
     })?;
     log::init(sink, args.log_level, "master");
     let config = Config {
