@@ -11,3 +11,5 @@ mod reaping;
 mod resources;
 mod shutdown;
 mod util;
+mod chat;
+mod chat_client;

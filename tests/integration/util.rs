@@ -56,6 +56,8 @@ pub struct ServerOptions {
     /// Run through `bash -c "<prefix> exec mpecho serve ..."`, to start the
     /// master with extra descriptors open, for example.
     pub shell_prefix: Option<String>,
+    /// The server to run: `serve` (the echo server) or `chat-server`.
+    pub subcommand: &'static str,
 }
 
 impl Default for ServerOptions {
@@ -64,6 +66,7 @@ impl Default for ServerOptions {
             args: Vec::new(),
             log_to_file: true,
             shell_prefix: None,
+            subcommand: "serve",
         }
     }
 }
@@ -102,13 +105,13 @@ impl Server {
         let mut command = match &options.shell_prefix {
             None => {
                 let mut c = Command::new(mpecho_bin());
-                c.arg("serve").args(&args);
+                c.arg(options.subcommand).args(&args);
                 c
             }
             Some(prefix) => {
                 let mut c = Command::new("bash");
                 c.arg("-c")
-                    .arg(format!("{prefix} exec \"$0\" serve \"$@\""))
+                    .arg(format!("{prefix} exec \"$0\" {} \"$@\"", options.subcommand))
                     .arg(mpecho_bin())
                     .args(&args);
                 c
