@@ -87,6 +87,17 @@ pub struct ServeArgs {
           value_parser = clap::value_parser!(u32).range(1..))]
     pub max_workers: u32,
 
+    /// What to do with a new connection at the worker limit: `reject`
+    /// accepts and closes it at once; `defer` leaves it waiting in the
+    /// kernel's backlog until a worker exits.
+    #[arg(long, value_name = "POLICY", value_enum, default_value_t = OnFull::Reject)]
+    pub on_full: OnFull,
+
+    /// Most connections served at once for one client address (IPv4-mapped
+    /// IPv6 counts as its IPv4 address); 0 is no limit.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_per_ip: u32,
+
     /// Append the log to this file instead of standard error (opened once,
     /// shared by the master and all workers).
     #[arg(long, value_name = "PATH")]
@@ -109,6 +120,37 @@ pub struct ServeArgs {
     /// Least severe level written to the log.
     #[arg(long, value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
     pub log_level: Level,
+
+    /// After binding and opening the log as root, become this user (its
+    /// primary and supplementary groups too) before accepting anything.
+    #[arg(long, value_name = "NAME")]
+    pub user: Option<String>,
+
+    /// With --user: the group to become instead of the user's primary one.
+    #[arg(long, value_name = "NAME", requires = "user")]
+    pub group: Option<String>,
+
+    /// Seconds a connection may stay idle (the client neither sends nor
+    /// reads anything) before its worker closes it; 0 turns it off. Quiet
+    /// interactive clients are closed too.
+    #[arg(long, value_name = "SECS", default_value_t = 300)]
+    pub idle_timeout: u64,
+}
+
+/// The overload policy at the worker limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OnFull {
+    Reject,
+    Defer,
+}
+
+impl OnFull {
+    pub fn name(self) -> &'static str {
+        match self {
+            OnFull::Reject => "reject",
+            OnFull::Defer => "defer",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Args)]

@@ -242,6 +242,40 @@ pub fn fork() -> io::Result<Forked> {
     }
 }
 
+/// A pidfd for child `pid` (`pidfd_open`, Linux 5.3+), close-on-exec.
+///
+/// Signals sent through it can only reach that very process, even after
+/// the pid number has been reused.
+pub fn pidfd_open(pid: pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: pidfd_open takes two integers and returns a new descriptor
+    // (close-on-exec by definition) or -1 with errno.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just created this descriptor for us alone.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Sends `sig` to the process behind `pidfd`.
+pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {
+    // SAFETY: a valid pidfd, a signal number, no siginfo (NULL), flags 0.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            sig,
+            ptr::null::<libc::siginfo_t>(),
+            0,
+        )
+    };
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
 /// Sends `sig` to process `pid`.
 pub fn send_signal(pid: pid_t, sig: c_int) -> io::Result<()> {
     debug_assert!(pid > 0, "signalling pid {pid} would hit a process group");
@@ -278,8 +312,9 @@ impl SpawnTemplate {
     }
 
     /// Starts the program with `dup2(from, to)` applied for each pair in
-    /// `fd_map` (in order), an empty signal mask, default dispositions for
-    /// `reset_signals`, and its own process group.
+    /// `fd_map` (in order), `extra_env` added to the template's environment,
+    /// an empty signal mask, default dispositions for `reset_signals`, and
+    /// its own process group.
     ///
     /// Every other descriptor is closed by exec, because every descriptor
     /// the caller holds is close-on-exec. The `from` descriptors must not be
@@ -290,7 +325,11 @@ impl SpawnTemplate {
     /// The child gets its own process group so that a Ctrl-C aimed at the
     /// terminal's foreground group reaches the master only; the master
     /// decides when workers finish (DESIGN §3).
-    pub fn spawn(&self, fd_map: &[(BorrowedFd<'_>, RawFd)]) -> io::Result<pid_t> {
+    pub fn spawn(
+        &self,
+        fd_map: &[(BorrowedFd<'_>, RawFd)],
+        extra_env: &[CString],
+    ) -> io::Result<pid_t> {
         debug_assert!(
             fd_map
                 .iter()
@@ -298,7 +337,13 @@ impl SpawnTemplate {
             "a spawn source descriptor collides with a target number"
         );
         let argv = null_terminated(&self.argv);
-        let envp = null_terminated(&self.envp);
+        let envp: Vec<*const c_char> = self
+            .envp
+            .iter()
+            .chain(extra_env)
+            .map(|s| s.as_ptr())
+            .chain(std::iter::once(ptr::null()))
+            .collect();
         let mut actions = FileActions::new()?;
         for (from, to) in fd_map {
             actions.add_dup2(from.as_raw_fd(), *to)?;
@@ -390,6 +435,144 @@ impl Drop for SpawnAttr {
         // SAFETY: self.0 was initialised and is destroyed exactly once.
         unsafe { libc::posix_spawnattr_destroy(&mut self.0) };
     }
+}
+
+// ----------------------------------------------------------- limits and ids
+
+/// A resource limit's soft and hard values (`RLIM_INFINITY` as `u64::MAX`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+/// Which resource limit.
+#[derive(Debug, Clone, Copy)]
+pub enum Resource {
+    OpenFiles,
+    Processes,
+}
+
+impl Resource {
+    fn raw(self) -> libc::__rlimit_resource_t {
+        match self {
+            Resource::OpenFiles => libc::RLIMIT_NOFILE,
+            Resource::Processes => libc::RLIMIT_NPROC,
+        }
+    }
+}
+
+pub fn get_limit(resource: Resource) -> io::Result<Limit> {
+    let mut raw = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only to `raw`, a valid local.
+    check(unsafe { libc::getrlimit(resource.raw(), &mut raw) })?;
+    Ok(Limit {
+        soft: raw.rlim_cur,
+        hard: raw.rlim_max,
+    })
+}
+
+pub fn set_soft_limit(resource: Resource, soft: u64) -> io::Result<()> {
+    let hard = get_limit(resource)?.hard;
+    let raw = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: hard,
+    };
+    // SAFETY: setrlimit only reads `raw`, a valid local.
+    check(unsafe { libc::setrlimit(resource.raw(), &raw) }).map(drop)
+}
+
+pub fn effective_uid() -> u32 {
+    // SAFETY: geteuid cannot fail and has no memory effects.
+    unsafe { libc::geteuid() }
+}
+
+/// A user account as found by `getpwnam`.
+#[derive(Debug, Clone)]
+pub struct UserEntry {
+    pub name: CString,
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// Looks a user up by name (through NSS, like every other tool); `Ok(None)`
+/// when there is no such user.
+pub fn lookup_user(name: &str) -> io::Result<Option<UserEntry>> {
+    let c_name = c_string(name)?;
+    let mut buf = vec![0 as c_char; 16 * 1024];
+    // SAFETY: a zeroed passwd is a valid out-parameter.
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::passwd = ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the strings the entry
+    // points to live in `buf`, which we do not read through them.
+    let ret = unsafe {
+        libc::getpwnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    if result.is_null() {
+        return Ok(None);
+    }
+    Ok(Some(UserEntry {
+        name: c_name,
+        uid: entry.pw_uid,
+        gid: entry.pw_gid,
+    }))
+}
+
+/// Looks a group up by name; `Ok(None)` when there is no such group.
+pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
+    let c_name = c_string(name)?;
+    let mut buf = vec![0 as c_char; 64 * 1024];
+    // SAFETY: a zeroed group is a valid out-parameter.
+    let mut entry: libc::group = unsafe { std::mem::zeroed() };
+    let mut result: *mut libc::group = ptr::null_mut();
+    // SAFETY: as in lookup_user.
+    let ret = unsafe {
+        libc::getgrnam_r(
+            c_name.as_ptr(),
+            &mut entry,
+            buf.as_mut_ptr(),
+            buf.len(),
+            &mut result,
+        )
+    };
+    if ret != 0 {
+        return Err(io::Error::from_raw_os_error(ret));
+    }
+    Ok((!result.is_null()).then_some(entry.gr_gid))
+}
+
+/// Becomes `user` for good: its supplementary groups plus `gid`
+/// (`initgroups`), then group `gid`, then the user id, in that order (once
+/// the uid is dropped, the groups can no longer be changed). Checks
+/// afterwards that root cannot be regained.
+pub fn become_user(user: &UserEntry, gid: u32) -> io::Result<()> {
+    // SAFETY: the name is a valid C string; these calls only change the
+    // process credentials. The process is single-threaded here (glibc
+    // would otherwise have to broadcast the change to every thread).
+    unsafe {
+        check(libc::initgroups(user.name.as_ptr(), gid))?;
+        check(libc::setgid(gid))?;
+        check(libc::setuid(user.uid))?;
+    }
+    // SAFETY: as above; this call must fail.
+    if user.uid != 0 && unsafe { libc::setuid(0) } == 0 {
+        return Err(io::Error::other(
+            "root could be regained after dropping privileges",
+        ));
+    }
+    Ok(())
 }
 
 // -------------------------------------------------------------------- signals

@@ -1,8 +1,10 @@
 //! The worker: one process per connection, serving the client found on
 //! descriptor 3 until it leaves.
 //!
-//! `mpecho serve` starts it as `mpecho worker [--log-level=L] [--log-fd=4]`
-//! (DESIGN §2). Its path to the first `read` is deliberately short: main.rs
+//! `mpecho serve` starts it as
+//! `mpecho worker [--log-level=L] [--log-fd=4] [--idle-timeout=SECS]`
+//! (DESIGN §2), with the connection described in UCSPI variables
+//! (`PROTO`, `TCPREMOTEIP`, …) in its environment. Its path to the first `read` is deliberately short: main.rs
 //! dispatches here before clap runs, the options are parsed by hand, and the
 //! only allocation is the echo buffer. It must never open a descriptor of its
 //! own (the master's tests count them), never block in a write it cannot
@@ -10,14 +12,14 @@
 //!
 //! Exit statuses: 0 the client left (or the master asked us to finish),
 //! 1 an I/O error on the connection, 2 started wrongly (by hand, without a
-//! socket on descriptor 3, or with unknown options).
+//! socket on descriptor 3, or with unknown options), 3 idle timeout.
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
 use std::os::fd::{AsRawFd, RawFd};
 use std::process::ExitCode;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
@@ -37,6 +39,9 @@ const BUFFER_SIZE: usize = 16 * 1024;
 
 const EXIT_IO_ERROR: u8 = 1;
 const EXIT_USAGE: u8 = 2;
+/// The client neither sent nor consumed anything for the idle timeout; the
+/// master logs this status as `idle timeout`.
+pub const EXIT_IDLE_TIMEOUT: i32 = 3;
 
 /// How many client bytes a trace line shows.
 const TRACE_PREVIEW: usize = 64;
@@ -77,7 +82,14 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return ExitCode::from(EXIT_IO_ERROR);
         }
     };
-    serve(stream, peer, &signals)
+    Session {
+        stream,
+        signals,
+        idle_timeout: options.idle_timeout,
+        last_activity: Instant::now(),
+        echoed: 0,
+    }
+    .serve(peer)
 }
 
 fn usage_error(problem: &str) -> ExitCode {
@@ -93,6 +105,7 @@ fn usage_error(problem: &str) -> ExitCode {
 struct Options {
     log_level: Level,
     log_fd: Option<RawFd>,
+    idle_timeout: Option<Duration>,
 }
 
 impl Options {
@@ -100,6 +113,7 @@ impl Options {
         let mut options = Options {
             log_level: Level::Info,
             log_fd: None,
+            idle_timeout: None,
         };
         for arg in args {
             let arg = arg.to_str().ok_or("an option is not valid UTF-8")?;
@@ -108,6 +122,11 @@ impl Options {
                     Level::from_name(name).ok_or_else(|| format!("unknown log level {name:?}"))?;
             } else if let Some(fd) = arg.strip_prefix("--log-fd=") {
                 options.log_fd = Some(fd.parse().map_err(|_| format!("bad descriptor {fd:?}"))?);
+            } else if let Some(secs) = arg.strip_prefix("--idle-timeout=") {
+                let secs: u64 = secs
+                    .parse()
+                    .map_err(|_| format!("bad idle timeout {secs:?}"))?;
+                options.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
             } else {
                 return Err(format!("unknown option {arg:?}"));
             }
@@ -164,104 +183,130 @@ enum End {
     ClientClosed,
     PeerReset,
     Shutdown,
+    IdleTimeout(Duration),
     Failed(io::Error),
 }
 
-fn serve(mut stream: TcpStream, peer: SocketAddr, signals: &Signals) -> ExitCode {
-    let peer = display_addr(peer);
-    let started = Instant::now();
-    info!("connect peer={peer}");
-    let mut echoed: u64 = 0;
-    let end = echo(&mut stream, signals, &mut echoed);
-    let elapsed = started.elapsed().as_secs_f64();
-    let (reason, status) = match &end {
-        End::ClientClosed => ("client closed".to_string(), 0),
-        End::PeerReset => ("connection reset by client".to_string(), 0),
-        End::Shutdown => ("server shutting down".to_string(), 0),
-        End::Failed(e) => (format!("error: {e}"), EXIT_IO_ERROR),
-    };
-    info!("disconnect peer={peer} bytes={echoed} duration={elapsed:.3}s reason={reason}");
-    ExitCode::from(status)
+/// One client's connection and what the worker knows about it.
+struct Session {
+    stream: TcpStream,
+    signals: Signals,
+    idle_timeout: Option<Duration>,
+    /// When the client last sent something or took something we sent.
+    last_activity: Instant,
+    echoed: u64,
 }
 
-/// Copies everything the client sends back to it until it closes, resets,
-/// or the master asks us to finish. Counts echoed bytes in `echoed`.
-///
-/// The socket is non-blocking and the worker sleeps only in `ppoll`, the one
-/// place SIGTERM can arrive: a client that stops reading can therefore never
-/// keep the worker from shutting down.
-fn echo(stream: &mut TcpStream, signals: &Signals, echoed: &mut u64) -> End {
-    let mut buf = vec![0u8; BUFFER_SIZE];
-    loop {
-        match stream.read(&mut buf) {
-            Ok(0) => {
-                // Everything received has been written back already (we
-                // write before reading again), so a half-close can be
-                // answered with our own FIN now.
-                let _ = stream.shutdown(Shutdown::Write);
-                return End::ClientClosed;
+impl Session {
+    fn serve(mut self, peer: SocketAddr) -> ExitCode {
+        let peer = display_addr(peer);
+        let started = Instant::now();
+        info!("connect peer={peer}");
+        let end = self.echo();
+        let elapsed = started.elapsed().as_secs_f64();
+        let (reason, status) = match &end {
+            End::ClientClosed => ("client closed".to_string(), 0),
+            End::PeerReset => ("connection reset by client".to_string(), 0),
+            End::Shutdown => ("server shutting down".to_string(), 0),
+            End::IdleTimeout(t) => (
+                format!("idle timeout ({}s)", t.as_secs()),
+                EXIT_IDLE_TIMEOUT as u8,
+            ),
+            End::Failed(e) => (format!("error: {e}"), EXIT_IO_ERROR),
+        };
+        info!(
+            "disconnect peer={peer} bytes={} duration={elapsed:.3}s reason={reason}",
+            self.echoed
+        );
+        ExitCode::from(status)
+    }
+
+    /// Copies everything the client sends back to it until it closes,
+    /// resets, idles out, or the master asks us to finish.
+    ///
+    /// The socket is non-blocking and the worker sleeps only in `ppoll`, the
+    /// one place SIGTERM can arrive: a client that stops reading can
+    /// therefore never keep the worker from shutting down, and every sleep
+    /// is bounded by the idle deadline.
+    fn echo(&mut self) -> End {
+        let mut buf = vec![0u8; BUFFER_SIZE];
+        loop {
+            match self.stream.read(&mut buf) {
+                Ok(0) => {
+                    // Everything received has been written back already (we
+                    // write before reading again), so a half-close can be
+                    // answered with our own FIN now.
+                    let _ = self.stream.shutdown(Shutdown::Write);
+                    return End::ClientClosed;
+                }
+                Ok(n) => {
+                    self.last_activity = Instant::now();
+                    if log::enabled(Level::Trace) {
+                        trace!(
+                            "read {n} bytes: \"{}\"{}",
+                            log::escape_bytes(&buf[..n.min(TRACE_PREVIEW)]),
+                            if n > TRACE_PREVIEW { "..." } else { "" }
+                        );
+                    }
+                    if let Err(end) = self.write_all(&buf[..n]) {
+                        return end;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    if let Err(end) = self.wait_until(libc::POLLIN) {
+                        return end;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return classify(e),
             }
-            Ok(n) => {
-                if log::enabled(Level::Trace) {
-                    trace!(
-                        "read {n} bytes: \"{}\"{}",
-                        log::escape_bytes(&buf[..n.min(TRACE_PREVIEW)]),
-                        if n > TRACE_PREVIEW { "..." } else { "" }
+        }
+    }
+
+    fn write_all(&mut self, mut data: &[u8]) -> Result<(), End> {
+        while !data.is_empty() {
+            match self.stream.write(data) {
+                Ok(n) => {
+                    data = &data[n..];
+                    self.echoed += n as u64;
+                    self.last_activity = Instant::now();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    debug!(
+                        "client is not reading; waiting to write {} bytes",
+                        data.len()
                     );
+                    self.wait_until(libc::POLLOUT)?;
                 }
-                if let Err(end) = write_all(stream, &buf[..n], signals, echoed) {
-                    return end;
-                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(classify(e)),
             }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                if let Err(end) = wait_until(stream, libc::POLLIN, signals) {
-                    return end;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return classify(e),
         }
+        Ok(())
     }
-}
 
-fn write_all(
-    stream: &mut TcpStream,
-    mut data: &[u8],
-    signals: &Signals,
-    echoed: &mut u64,
-) -> Result<(), End> {
-    while !data.is_empty() {
-        match stream.write(data) {
-            Ok(n) => {
-                data = &data[n..];
-                *echoed += n as u64;
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                debug!(
-                    "client is not reading; waiting to write {} bytes",
-                    data.len()
-                );
-                wait_until(stream, libc::POLLOUT, signals)?;
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(classify(e)),
+    /// Sleeps until the socket is ready for `events`, SIGTERM arrives, or
+    /// the client has been idle for the idle timeout.
+    fn wait_until(&self, events: libc::c_short) -> Result<(), End> {
+        let mut fds = [libc::pollfd {
+            fd: self.stream.as_raw_fd(),
+            events,
+            revents: 0,
+        }];
+        let deadline = self.idle_timeout.map(|t| self.last_activity + t);
+        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        self.signals.wait(&mut fds, timeout).map_err(End::Failed)?;
+        if self.signals.take(libc::SIGTERM) {
+            return Err(End::Shutdown);
         }
+        if let (Some(deadline), Some(idle)) = (deadline, self.idle_timeout)
+            && fds[0].revents == 0
+            && Instant::now() >= deadline
+        {
+            return Err(End::IdleTimeout(idle));
+        }
+        Ok(())
     }
-    Ok(())
-}
-
-/// Sleeps until the socket is ready for `events` or SIGTERM arrives.
-fn wait_until(stream: &TcpStream, events: libc::c_short, signals: &Signals) -> Result<(), End> {
-    let mut fds = [libc::pollfd {
-        fd: stream.as_raw_fd(),
-        events,
-        revents: 0,
-    }];
-    signals.wait(&mut fds, None).map_err(End::Failed)?;
-    if signals.take(libc::SIGTERM) {
-        return Err(End::Shutdown);
-    }
-    Ok(())
 }
 
 fn classify(e: io::Error) -> End {

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::Instant;
 
-use crate::log::{self, error, info, warning};
+use crate::log::{self, Level, debug, info};
 use crate::net::{self, display_addr};
 use crate::signals::Signals;
 use crate::sys;
@@ -21,8 +21,9 @@ use super::monitor::{Counters, Figures, Schedule};
 use super::reap::reap_children;
 use super::shutdown::{Draining, begin_shutdown};
 use super::spawn::Spawner;
+use super::throttle::{Kind, Throttle};
 use super::workers::{Worker, Workers};
-use super::{Config, ServeError};
+use super::{Config, OnFull, ServeError};
 
 /// Signals the master handles; all of them are reset to their defaults in
 /// workers, together with SIGPIPE, which the Rust runtime ignores.
@@ -39,6 +40,10 @@ pub struct Master {
     monitor: Schedule,
     /// Accepting resumes at this time after a failure worth backing off from.
     paused_until: Option<Instant>,
+    /// `--on-full defer` and at the limit: the listener is not watched, so
+    /// new clients wait in the kernel's backlog until a worker exits.
+    deferring: bool,
+    throttle: Throttle,
     draining: Option<Draining>,
     started: Instant,
 }
@@ -51,8 +56,7 @@ impl Master {
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
-        let spawner =
-            Spawner::new(log_fd, config.worker_log_level, reset).map_err(ServeError::Spawner)?;
+        let spawner = Spawner::new(log_fd, &config.worker, reset).map_err(ServeError::Spawner)?;
         let acceptor = Acceptor::new(listener);
         let addr = acceptor.local_addr().map_err(ServeError::LocalAddr)?;
         let now = Instant::now();
@@ -65,12 +69,17 @@ impl Master {
             spawner,
             counters: Counters::default(),
             paused_until: None,
+            deferring: false,
+            throttle: Throttle::default(),
             draining: None,
             started: now,
         };
         info!(
-            "started: listening on {addr}, max_workers={} grace={}s",
+            "started: listening on {addr}, max_workers={} max_per_ip={} on_full={} idle_timeout={}s grace={}s",
             master.config.max_workers,
+            master.config.max_per_ip,
+            master.config.on_full.name(),
+            master.config.worker.idle_timeout.as_secs(),
             master.config.grace.as_secs_f64()
         );
         net::announce_listening(addr).map_err(ServeError::Announce)?;
@@ -118,13 +127,38 @@ impl Master {
         if self.paused_until.is_some_and(|until| now >= until) {
             self.paused_until = None;
         }
-        self.acceptor.is_some() && self.paused_until.is_none()
+        self.update_deferral(now);
+        self.acceptor.is_some() && self.paused_until.is_none() && !self.deferring
+    }
+
+    /// In `defer` mode, stops watching the listener while at the limit (new
+    /// clients wait in the backlog, the tcpserver behaviour) and resumes as
+    /// soon as a worker has exited.
+    fn update_deferral(&mut self, now: Instant) {
+        let at_limit = self.config.on_full == OnFull::Defer
+            && self.acceptor.is_some()
+            && self.workers.len() >= self.config.max_workers;
+        if at_limit && !self.deferring {
+            self.counters.deferred += 1;
+            self.throttle.log(
+                Kind::Deferral,
+                Level::Warn,
+                now,
+                format_args!(
+                    "worker limit reached ({} active, max_workers={}): new connections wait in the backlog",
+                    self.workers.len(),
+                    self.config.max_workers
+                ),
+            );
+        }
+        self.deferring = at_limit;
     }
 
     fn next_deadline(&self) -> Option<Instant> {
         [
             self.monitor.next(),
             self.paused_until,
+            self.throttle.next_flush(),
             self.draining.as_ref().and_then(Draining::deadline),
         ]
         .into_iter()
@@ -157,6 +191,7 @@ impl Master {
                 // waiting in the backlog.
                 self.acceptor = None;
                 self.paused_until = None;
+                self.deferring = false;
                 self.draining = Some(begin_shutdown(
                     &self.workers,
                     &format!("{name} received"),
@@ -167,6 +202,7 @@ impl Master {
     }
 
     fn on_timers(&mut self, now: Instant) {
+        self.throttle.flush(now);
         if self.monitor.is_due(now) {
             info!("figures {}", self.figures());
         }
@@ -177,15 +213,25 @@ impl Master {
 
     fn accept_batch(&mut self) {
         for _ in 0..ACCEPT_BATCH {
+            if self.config.on_full == OnFull::Defer && self.workers.len() >= self.config.max_workers
+            {
+                return;
+            }
             let Some(acceptor) = self.acceptor.as_mut() else {
                 return;
             };
+            let now = Instant::now();
             match acceptor.accept() {
-                Accept::Client(stream, peer) => self.admit(stream, display_addr(peer)),
+                Accept::Client(stream, peer) => self.admit(stream, display_addr(peer), now),
                 Accept::Empty => return,
                 Accept::Aborted(e) => {
                     self.counters.accept_errors += 1;
-                    warning!("accept failed: {e}; continuing");
+                    self.throttle.log(
+                        Kind::AcceptError,
+                        Level::Warn,
+                        now,
+                        format_args!("accept failed: {e}; continuing"),
+                    );
                 }
                 Accept::Exhausted { error, shed } => {
                     self.counters.accept_errors += 1;
@@ -194,9 +240,14 @@ impl Master {
                     } else {
                         "could not close the waiting connection"
                     };
-                    error!(
-                        "accept failed: {error}; {what}, pausing accepts for {}ms",
-                        BACKOFF.as_millis()
+                    self.throttle.log(
+                        Kind::AcceptError,
+                        Level::Error,
+                        now,
+                        format_args!(
+                            "accept failed: {error}; {what}, pausing accepts for {}ms",
+                            BACKOFF.as_millis()
+                        ),
                     );
                     self.pause_accepting();
                     return;
@@ -205,25 +256,53 @@ impl Master {
         }
     }
 
-    /// Hands a new connection to a worker, or turns it away at the limit.
+    /// Hands a new connection to a worker, or turns it away at a limit.
     /// Either way the master's copy of the socket is closed on return.
-    fn admit(&mut self, client: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
         if self.workers.len() >= self.config.max_workers {
-            self.counters.rejected += 1;
-            warning!(
-                "rejected peer={peer}: worker limit reached ({} active, max_workers={})",
-                self.workers.len(),
-                self.config.max_workers
+            self.counters.rejected_full += 1;
+            self.throttle.log(
+                Kind::RejectedFull,
+                Level::Warn,
+                now,
+                format_args!(
+                    "rejected peer={peer}: worker limit reached ({} active, max_workers={})",
+                    self.workers.len(),
+                    self.config.max_workers
+                ),
             );
             return;
         }
-        match self.spawner.spawn_worker(&client) {
+        let from_peer = self.workers.count_from(peer.ip());
+        if self.config.max_per_ip > 0 && from_peer >= self.config.max_per_ip {
+            self.counters.rejected_per_ip += 1;
+            self.throttle.log(
+                Kind::RejectedPerIp,
+                Level::Warn,
+                now,
+                format_args!(
+                    "rejected peer={peer}: per-IP limit reached ({from_peer} active from {}, max_per_ip={})",
+                    peer.ip(),
+                    self.config.max_per_ip
+                ),
+            );
+            return;
+        }
+        match self.spawner.spawn_worker(&client, peer) {
             Ok(pid) => {
+                let pidfd = match sys::pidfd_open(pid) {
+                    Ok(fd) => Some(fd),
+                    Err(e) => {
+                        debug!("no pidfd for worker {pid} ({e}); signalling it by pid");
+                        None
+                    }
+                };
                 self.workers.insert(
                     pid,
                     Worker {
                         peer,
-                        started: Instant::now(),
+                        started: now,
+                        pidfd,
                     },
                 );
                 self.counters.accepted += 1;
@@ -234,7 +313,14 @@ impl Master {
             }
             Err(e) => {
                 self.counters.spawn_failures += 1;
-                error!("could not start a worker for peer={peer}: {e}; connection closed");
+                self.throttle.log(
+                    Kind::SpawnFailure,
+                    Level::Error,
+                    now,
+                    format_args!(
+                        "could not start a worker for peer={peer}: {e}; connection closed"
+                    ),
+                );
                 if is_resource_shortage(&e) {
                     self.pause_accepting();
                 }

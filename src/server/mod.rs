@@ -11,12 +11,15 @@
 //! a signal handler.
 
 mod accept;
+mod capacity;
 mod event_loop;
 pub mod listener;
 mod monitor;
+mod privileges;
 mod reap;
 mod shutdown;
 mod spawn;
+mod throttle;
 mod workers;
 
 use std::io;
@@ -25,21 +28,25 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use crate::cli::ServeArgs;
-use crate::log::{self, Level, Sink};
+use crate::cli::{OnFull, ServeArgs};
+use crate::log::{self, Sink};
 use crate::net;
 use crate::sys;
 
 pub use event_loop::Master;
+pub use spawn::WorkerSettings;
 
 /// What the master needs to run, independent of how it was configured.
 #[derive(Debug, Clone)]
 pub struct Config {
     pub max_workers: usize,
+    /// Most workers for one client address; 0 is no limit.
+    pub max_per_ip: usize,
+    pub on_full: OnFull,
     pub monitor_interval: Duration,
     pub grace: Duration,
     /// Passed on to every worker.
-    pub worker_log_level: Level,
+    pub worker: WorkerSettings,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +67,8 @@ pub enum ServeError {
     Announce(io::Error),
     #[error("waiting for events failed: {0}")]
     Wait(io::Error),
+    #[error(transparent)]
+    Privileges(#[from] privileges::PrivilegeError),
 }
 
 /// Entry point for `mpecho serve`.
@@ -75,6 +84,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
 
 fn serve(args: ServeArgs) -> Result<(), ServeError> {
     sys::close_inherited_fds_on_exec().map_err(ServeError::InheritedFds)?;
+    let identity = privileges::resolve(args.user.as_deref(), args.group.as_deref())?;
     let sink = match &args.log_file {
         Some(path) => Sink::open_file(path).map_err(|source| ServeError::LogFile {
             path: path.clone(),
@@ -87,11 +97,19 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         reason: net::explain_bind_error(&e),
     })?;
     log::init(sink, args.log_level, "master");
+    capacity::raise_descriptor_limit();
+    privileges::drop_privileges(identity.as_ref())?;
+    capacity::check(args.max_workers as usize);
     let config = Config {
         max_workers: args.max_workers as usize,
+        max_per_ip: args.max_per_ip as usize,
+        on_full: args.on_full,
         monitor_interval: Duration::from_secs(args.monitor_interval),
         grace: Duration::from_secs(args.grace),
-        worker_log_level: args.log_level,
+        worker: WorkerSettings {
+            log_level: args.log_level,
+            idle_timeout: Duration::from_secs(args.idle_timeout),
+        },
     };
     run(listener, config)
 }

@@ -13,15 +13,22 @@ pub struct Counters {
     /// Connections handed to a worker.
     pub accepted: u64,
     /// Connections closed at once because the worker limit was reached.
-    pub rejected: u64,
+    pub rejected_full: u64,
+    /// Connections closed at once because their address had `max_per_ip`
+    /// workers already.
+    pub rejected_per_ip: u64,
+    /// Times accepting paused at the worker limit (`--on-full defer`).
+    pub deferred: u64,
     /// Connections closed because no worker could be started.
     pub spawn_failures: u64,
     /// `accept` calls that failed (aborted connections, no descriptors, …).
     pub accept_errors: u64,
     /// Workers that exited with status 0.
     pub exited_ok: u64,
-    /// Workers that exited with a non-zero status.
+    /// Workers that exited with a non-zero status other than idle timeout.
     pub exited_error: u64,
+    /// Workers that closed an idle connection.
+    pub exited_idle: u64,
     /// Workers ended by a signal.
     pub exited_signal: u64,
 }
@@ -40,16 +47,21 @@ impl fmt::Display for Figures<'_> {
         write!(
             f,
             "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
-             exited_ok={} exited_error={} exited_signal={} rss_kb={} fds={} uptime_s={}",
+             exited_ok={} exited_error={} exited_signal={} exited_idle={} \
+             rejected_full={} rejected_per_ip={} deferred={} rss_kb={} fds={} uptime_s={}",
             self.active,
             self.peak,
             c.accepted,
-            c.rejected,
+            c.rejected_full + c.rejected_per_ip,
             c.spawn_failures,
             c.accept_errors,
             c.exited_ok,
             c.exited_error,
             c.exited_signal,
+            c.exited_idle,
+            c.rejected_full,
+            c.rejected_per_ip,
+            c.deferred,
             rss_kb().map_or_else(|| "?".to_string(), |v| v.to_string()),
             open_fds().map_or_else(|| "?".to_string(), |v| v.to_string()),
             self.uptime.as_secs(),

@@ -6,6 +6,7 @@
 
 use crate::log::{error, info, warning};
 use crate::sys::{self, ExitKind, pid_t};
+use crate::worker::EXIT_IDLE_TIMEOUT;
 
 use super::monitor::Counters;
 use super::workers::Workers;
@@ -40,6 +41,12 @@ fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut 
         ExitKind::Code(0) => {
             counters.exited_ok += 1;
             info!("worker {pid} exited status=0 peer={peer} lived={lived:.3}s active={active}");
+        }
+        ExitKind::Code(EXIT_IDLE_TIMEOUT) => {
+            counters.exited_idle += 1;
+            info!(
+                "worker {pid} exited status={EXIT_IDLE_TIMEOUT} (idle timeout) peer={peer} lived={lived:.3}s active={active}"
+            );
         }
         ExitKind::Code(code) => {
             counters.exited_error += 1;

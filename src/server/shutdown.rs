@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crate::log::{info, warning};
 use crate::sys;
 
-use super::workers::Workers;
+use super::workers::{Worker, Workers};
 
 /// The master is draining: no listener, waiting for workers to exit.
 pub struct Draining {
@@ -26,11 +26,11 @@ pub fn begin_shutdown(workers: &Workers, cause: &str, grace: Duration) -> Draini
         workers.len(),
         grace.as_secs_f64()
     );
-    for pid in workers.pids() {
+    for (pid, worker) in workers.iter() {
         // SIGCONT after SIGTERM: a stopped worker keeps the SIGTERM pending
         // and only acts on it once continued.
-        signal_worker(pid, libc::SIGTERM);
-        signal_worker(pid, libc::SIGCONT);
+        signal_worker(pid, worker, libc::SIGTERM);
+        signal_worker(pid, worker, libc::SIGCONT);
     }
     Draining {
         deadline: Instant::now() + grace,
@@ -65,17 +65,16 @@ impl Draining {
             return;
         }
         warning!("{why}: killing {} remaining workers", workers.len());
-        for pid in workers.pids() {
-            signal_worker(pid, libc::SIGKILL);
+        for (pid, worker) in workers.iter() {
+            signal_worker(pid, worker, libc::SIGKILL);
         }
     }
 }
 
-fn signal_worker(pid: sys::pid_t, sig: libc::c_int) {
+fn signal_worker(pid: sys::pid_t, worker: &Worker, sig: libc::c_int) {
     // A worker in the table exists at least as a zombie until we reap it,
-    // so the pid cannot have been reused; ESRCH cannot happen, other errors
-    // (EPERM) are worth a line.
-    if let Err(e) = sys::send_signal(pid, sig) {
+    // so ESRCH cannot happen; other errors (EPERM) are worth a line.
+    if let Err(e) = worker.signal(pid, sig) {
         warning!(
             "could not send {} to worker {pid}: {e}",
             sys::signal_name(sig)

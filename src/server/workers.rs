@@ -1,26 +1,48 @@
-//! The workers table: every live worker the master started, by pid.
+//! The workers table: every live worker the master started, by pid, with
+//! how many come from each client address.
 //!
 //! A pid enters the table right after a successful spawn and leaves it only
-//! when `waitpid` reports it (see `reap.rs`). The table never silently stops
-//! tracking: the worker limit is checked against it *before* spawning
+//! when `waitpid` reports it (see `reap.rs`). Every way a worker can end
+//! (exit, crash, SIGKILL, shutdown) goes through that one removal, so a
+//! per-address slot is released exactly once. The table never silently
+//! stops tracking: the limits are checked against it *before* spawning
 //! (DESIGN §4), so at shutdown the master can signal every worker it owns.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::hash_map::Entry;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
-use crate::sys::pid_t;
+use crate::sys::{self, pid_t};
 
 /// What the master remembers about one worker.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct Worker {
+    /// The client's address, IPv4-mapped IPv6 already shown as IPv4.
     pub peer: SocketAddr,
     pub started: Instant,
+    /// Signals go through this when we have it, so they can never hit a
+    /// process that merely inherited the pid number. Without one (the
+    /// master was out of descriptors when the worker started) `kill` is
+    /// still safe: a pid stays ours until we reap it.
+    pub pidfd: Option<OwnedFd>,
+}
+
+impl Worker {
+    pub fn signal(&self, pid: pid_t, sig: libc::c_int) -> io::Result<()> {
+        match &self.pidfd {
+            Some(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
+            None => sys::send_signal(pid, sig),
+        }
+    }
 }
 
 #[derive(Debug, Default)]
 pub struct Workers {
     live: HashMap<pid_t, Worker>,
+    per_ip: HashMap<IpAddr, usize>,
     peak: usize,
 }
 
@@ -28,11 +50,13 @@ impl Workers {
     pub fn with_capacity(capacity: usize) -> Workers {
         Workers {
             live: HashMap::with_capacity(capacity),
+            per_ip: HashMap::new(),
             peak: 0,
         }
     }
 
     pub fn insert(&mut self, pid: pid_t, worker: Worker) {
+        *self.per_ip.entry(worker.peer.ip()).or_insert(0) += 1;
         let previous = self.live.insert(pid, worker);
         debug_assert!(
             previous.is_none(),
@@ -41,9 +65,22 @@ impl Workers {
         self.peak = self.peak.max(self.live.len());
     }
 
-    /// Forgets a reaped worker, returning what was known about it.
+    /// Forgets a reaped worker, releasing its address's slot, and returns
+    /// what was known about it.
     pub fn remove(&mut self, pid: pid_t) -> Option<Worker> {
-        self.live.remove(&pid)
+        let worker = self.live.remove(&pid)?;
+        match self.per_ip.entry(worker.peer.ip()) {
+            Entry::Occupied(mut count) => {
+                *count.get_mut() -= 1;
+                if *count.get() == 0 {
+                    count.remove();
+                }
+            }
+            Entry::Vacant(_) => {
+                debug_assert!(false, "worker {pid}'s address was not counted");
+            }
+        }
+        Some(worker)
     }
 
     pub fn len(&self) -> usize {
@@ -54,12 +91,47 @@ impl Workers {
         self.live.is_empty()
     }
 
+    /// Live workers serving clients from `ip`.
+    pub fn count_from(&self, ip: IpAddr) -> usize {
+        self.per_ip.get(&ip).copied().unwrap_or(0)
+    }
+
     /// Most workers alive at once since start.
     pub fn peak(&self) -> usize {
         self.peak
     }
 
-    pub fn pids(&self) -> impl Iterator<Item = pid_t> + '_ {
-        self.live.keys().copied()
+    pub fn iter(&self) -> impl Iterator<Item = (pid_t, &Worker)> + '_ {
+        self.live.iter().map(|(&pid, w)| (pid, w))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn worker(peer: &str) -> Worker {
+        Worker {
+            peer: peer.parse().unwrap(),
+            started: Instant::now(),
+            pidfd: None,
+        }
+    }
+
+    #[test]
+    fn per_address_slots_are_released_exactly_once() {
+        let mut workers = Workers::default();
+        workers.insert(10, worker("10.0.0.1:1000"));
+        workers.insert(11, worker("10.0.0.1:1001"));
+        workers.insert(12, worker("10.0.0.2:1000"));
+        let ip = "10.0.0.1".parse().unwrap();
+        assert_eq!(workers.count_from(ip), 2);
+        assert!(workers.remove(10).is_some());
+        assert!(workers.remove(10).is_none());
+        assert_eq!(workers.count_from(ip), 1);
+        assert!(workers.remove(11).is_some());
+        assert_eq!(workers.count_from(ip), 0);
+        assert_eq!(workers.per_ip.len(), 1);
+        assert_eq!(workers.peak(), 3);
     }
 }
