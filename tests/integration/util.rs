@@ -112,7 +112,10 @@ impl Server {
             Some(prefix) => {
                 let mut c = Command::new("bash");
                 c.arg("-c")
-                    .arg(format!("{prefix} exec \"$0\" {} \"$@\"", options.subcommand))
+                    .arg(format!(
+                        "{prefix} exec \"$0\" {} \"$@\"",
+                        options.subcommand
+                    ))
                     .arg(mpecho_bin())
                     .args(&args);
                 c
