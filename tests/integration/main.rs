@@ -9,6 +9,7 @@ mod echo;
 mod errors;
 mod limits;
 mod logging;
+mod overload;
 mod reaping;
 mod resources;
 mod shutdown;

@@ -644,3 +644,123 @@ impl Drop for ChildGuard {
         }
     }
 }
+
+/// A client connected to `addr` from `local_ip` (bound before connecting,
+/// any port), with read and write timeouts as `connect_to`: a second
+/// loopback address (127.0.0.2, …) is a different client address.
+pub fn connect_from(local_ip: std::net::IpAddr, addr: SocketAddr) -> TcpStream {
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )
+    .expect("create a client socket");
+    socket
+        .bind(&SocketAddr::new(local_ip, 0).into())
+        .unwrap_or_else(|e| panic!("bind a client socket to {local_ip}: {e}"));
+    socket
+        .connect(&addr.into())
+        .unwrap_or_else(|e| panic!("connect from {local_ip} to {addr}: {e}"));
+    let stream: TcpStream = socket.into();
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
+/// Milliseconds since the Unix epoch of a log line's timestamp
+/// (`YYYY-MM-DDTHH:MM:SS.mmmZ …`), to compare when two lines were written.
+pub fn log_time_ms(line: &str) -> i64 {
+    let field = |range: std::ops::Range<usize>| -> i64 {
+        line.get(range)
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no timestamp at the start of {line:?}"))
+    };
+    let (year, month, day) = (field(0..4), field(5..7), field(8..10));
+    // Days from 1970-01-01 to the date (Howard Hinnant's days_from_civil).
+    let y = if month <= 2 { year - 1 } else { year };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let days = era * 146_097 + yoe * 365 + yoe / 4 - yoe / 100 + doy - 719_468;
+    let seconds = days * 86_400 + field(11..13) * 3_600 + field(14..16) * 60 + field(17..19);
+    seconds * 1_000 + field(20..23)
+}
+
+/// The total of N over the throttle's summary lines `suppressed N more
+/// WHAT in the last 1s` in `log`: the warnings of that kind held back.
+pub fn suppressed_total(log: &str, what: &str) -> u64 {
+    let tail = format!(" more {what} in the last 1s");
+    log.lines()
+        .filter_map(|l| l.strip_suffix(&tail))
+        .map(|l| {
+            let (_, n) = l
+                .rsplit_once("]: suppressed ")
+                .unwrap_or_else(|| panic!("a summary line without its count: {l:?}"));
+            n.parse::<u64>()
+                .unwrap_or_else(|_| panic!("a summary line with a bad count: {l:?}"))
+        })
+        .sum()
+}
+
+/// The descriptors of process `pid` that are pidfds (their /proc link is
+/// `anon_inode:[pidfd]`).
+pub fn pidfds(pid: i32) -> Vec<i32> {
+    open_fds(pid)
+        .into_iter()
+        .filter(|fd| {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}"))
+                .is_ok_and(|target| target.as_os_str() == "anon_inode:[pidfd]")
+        })
+        .collect()
+}
+
+/// Sets the soft descriptor limit of process `pid` (keeping its hard limit)
+/// and returns the previous soft limit.
+pub fn set_soft_nofile(pid: i32, soft: u64) -> u64 {
+    let resource = libc::RLIMIT_NOFILE;
+    let mut old = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: a null new limit only reads the current one into `old`.
+    let ret = unsafe { libc::prlimit(pid, resource, std::ptr::null(), &mut old) };
+    assert_eq!(
+        ret,
+        0,
+        "read the limits of pid {pid}: {}",
+        std::io::Error::last_os_error()
+    );
+    let new = libc::rlimit {
+        rlim_cur: soft,
+        rlim_max: old.rlim_max,
+    };
+    // SAFETY: both pointers are valid for the call.
+    let ret = unsafe { libc::prlimit(pid, resource, &new, std::ptr::null_mut()) };
+    assert_eq!(
+        ret,
+        0,
+        "set the limit of pid {pid} to {soft}: {}",
+        std::io::Error::last_os_error()
+    );
+    old.rlim_cur
+}
+
+/// User plus system CPU time of `pid`, in clock ticks.
+pub fn cpu_ticks(pid: i32) -> u64 {
+    let fields = stat_fields(pid).expect("read the process's stat");
+    // utime is field 14 of the file, stime 15.
+    let utime: u64 = fields[11].parse().expect("utime");
+    let stime: u64 = fields[12].parse().expect("stime");
+    utime + stime
+}
+
+/// Asserts that the server's log has `expected` lines containing `needle`
+/// (showing the log when it has not).
+pub fn assert_log_lines(server: &Server, needle: &str, expected: usize) {
+    let log = server.log();
+    assert_eq!(
+        count_lines(&log, needle),
+        expected,
+        "lines with {needle:?}; log:\n{log}"
+    );
+}
