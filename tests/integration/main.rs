@@ -7,6 +7,7 @@ mod client;
 mod descriptors;
 mod echo;
 mod errors;
+mod hardening;
 mod limits;
 mod logging;
 mod overload;
