@@ -3,7 +3,8 @@
 //! Each kind of repeated warning (global rejections, per-IP rejections,
 //! accept errors, spawn failures, deferrals) gets at most one line per
 //! second. What is held back is counted, and the count is written in a line
-//! of its own when that second is over: the event loop wakes for it
+//! of its own when that second is over (a sustained flood thus writes one
+//! full line and one summary a second per kind): the event loop wakes for it
 //! (`next_flush`), so the summary appears within about a second after a
 //! burst ends, not only at the next event. Counters in the figures are kept
 //! by the caller and never throttled.
@@ -53,7 +54,7 @@ impl Kind {
 
 #[derive(Debug, Default, Clone, Copy)]
 struct Slot {
-    /// When this kind last wrote a line (a warning or a summary).
+    /// When this kind last wrote a full warning line.
     last_line: Option<Instant>,
     suppressed: u64,
     level: Option<Level>,
@@ -77,6 +78,9 @@ impl Throttle {
             slot.level = Some(level);
             return;
         }
+        // The loop may see this event before the timer that was due for the
+        // previous second's summary: write that summary first, in order.
+        write_summary(kind, slot);
         slot.last_line = Some(now);
         log::write(level, args);
     }
@@ -91,27 +95,37 @@ impl Throttle {
     }
 
     /// Writes the summary of every kind whose second is over.
+    ///
+    /// The summary does not use up the kind's line: under a sustained flood
+    /// the next event is written in full again, so the log keeps naming
+    /// who is flooding.
     pub fn flush(&mut self, now: Instant) {
         for kind in KINDS {
             let slot = &mut self.slots[kind.index()];
-            let due = slot
+            if slot
                 .last_line
-                .is_some_and(|last| now.duration_since(last) >= INTERVAL);
-            if slot.suppressed > 0 && due {
-                log::write(
-                    slot.level.unwrap_or(Level::Warn),
-                    format_args!(
-                        "suppressed {} more {} in the last {}s",
-                        slot.suppressed,
-                        kind.describe(),
-                        INTERVAL.as_secs()
-                    ),
-                );
-                slot.suppressed = 0;
-                slot.last_line = Some(now);
+                .is_some_and(|last| now.duration_since(last) >= INTERVAL)
+            {
+                write_summary(kind, slot);
             }
         }
     }
+}
+
+fn write_summary(kind: Kind, slot: &mut Slot) {
+    if slot.suppressed == 0 {
+        return;
+    }
+    log::write(
+        slot.level.unwrap_or(Level::Warn),
+        format_args!(
+            "suppressed {} more {} in the last {}s",
+            slot.suppressed,
+            kind.describe(),
+            INTERVAL.as_secs()
+        ),
+    );
+    slot.suppressed = 0;
 }
 
 #[cfg(test)]
@@ -141,5 +155,10 @@ mod tests {
         throttle.flush(t0 + INTERVAL);
         assert_eq!(throttle.slots[Kind::RejectedFull.index()].suppressed, 0);
         assert_eq!(throttle.next_flush(), None);
+        // Right after the summary, the next event is written in full.
+        let later = t0 + INTERVAL + Duration::from_millis(1);
+        throttle.log(Kind::RejectedFull, Level::Warn, later, format_args!("next"));
+        assert_eq!(throttle.slots[Kind::RejectedFull.index()].last_line, Some(later));
+        assert_eq!(throttle.slots[Kind::RejectedFull.index()].suppressed, 0);
     }
 }
