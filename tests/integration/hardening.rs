@@ -212,29 +212,26 @@ fn silent_client_is_closed_after_the_idle_timeout() {
     assert!(server.zombies().is_empty());
 }
 
-/// A client that sends something every 300 ms for 2.5 s, more than twice
-/// the 1 s idle timeout, is never idle and is never closed: the timeout
-/// counts from the last activity, not from the connection.
+/// A client that sends a line every 300 ms, eight times (2.4 s, more than
+/// twice the 1 s idle timeout), is never idle and is never closed: the
+/// timeout counts from the last activity, not from the connection.
 #[test]
 fn client_that_keeps_sending_is_not_closed() {
     let server = Server::start(&["--idle-timeout", IDLE, "--monitor-interval", "0"]);
     let (mut client, worker) = server.connect_served_worker();
     let started = Instant::now();
-    let mut sent = 0;
-    while started.elapsed() < Duration::from_millis(2_500) {
+    for n in 0..8 {
         // The pause is the scenario (a client that talks slowly), not a
         // wait for the server: every echo is checked as it comes back.
         std::thread::sleep(Duration::from_millis(300));
-        let line = format!("tick {sent}\n");
+        let line = format!("tick {n}\n");
         assert_eq!(
             text(&echo(&mut client, line.as_bytes())),
             line,
             "an active client after {:?}",
             started.elapsed()
         );
-        sent += 1;
     }
-    assert!(sent >= 8, "only {sent} messages in 2.5s");
     assert!(
         !server
             .log()
@@ -875,33 +872,30 @@ fn workers_outlive_a_killed_master_and_a_new_master_takes_the_port() {
 }
 
 /// A worker orphaned by a SIGKILLed master still enforces its idle timeout:
-/// its silent client is closed on time and the worker exits, with no master
-/// to tell it to.
+/// its client, served once more after the master died and then silent, is
+/// closed on time and the worker exits, with no master to tell it to.
 #[test]
 fn orphaned_worker_still_closes_an_idle_client() {
-    // 2 s rather than 1: the master must be dead well before the timeout
-    // fires, or the test would prove nothing about orphans.
+    // 2 s rather than 1: room for the kill between the first echo and the
+    // one after it, so that the timeout cannot fire while the master lives.
     let mut old = Server::start(&["--idle-timeout", "2", "--monitor-interval", "0"]);
-    let connected = Instant::now();
-    let mut client = old.connect();
-    let worker = old.worker_serving(&client);
+    let (mut client, worker) = old.connect_served_worker();
     let _orphans = Orphans(vec![worker]);
     kill_master(&mut old);
-    let killed = connected.elapsed();
-    assert!(
-        killed < Duration::from_millis(1_500),
-        "the master took {killed:?} to kill: too late to test the orphan's timeout"
-    );
     assert!(
         is_live_worker(worker),
         "worker {worker} died with its master"
     );
+    // The last activity happens after the master is gone: from here on
+    // only the orphan itself can end the connection.
+    assert_eq!(echo(&mut client, b"orphaned\n"), b"orphaned\n");
+    let silent = Instant::now();
 
     assert_connection_ended(&mut client, false, "the orphan's silent client");
-    let waited = connected.elapsed();
+    let waited = silent.elapsed();
     assert!(
         (Duration::from_millis(1_900)..=Duration::from_secs(6)).contains(&waited),
-        "closed after {waited:?}, expected about 2s"
+        "closed {waited:?} after its last echo, expected about 2s"
     );
     wait_for(
         &format!("orphaned worker {worker} to exit"),
