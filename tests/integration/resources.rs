@@ -12,54 +12,14 @@ use std::time::{Duration, Instant};
 use socket2::{Domain, Socket, Type};
 
 use crate::util::{
-    Server, ServerOptions, TIMEOUT, all_pids, count_lines, echo, log_time_ms, open_fds, pidfds,
-    stat_fields, suppressed_total, wait_for,
+    Server, ServerOptions, TIMEOUT, all_pids, count_lines, cpu_ticks, echo, log_time_ms, open_fds,
+    pidfds, set_soft_nofile, suppressed_total, wait_for,
 };
 
 /// How long a turned-away client may wait for its close: the master pauses
 /// accepting for 100 ms after a resource failure, so a handful of clients
 /// queued behind each other are all closed well within this.
 const PROMPT: Duration = Duration::from_secs(2);
-
-/// Sets the soft descriptor limit of process `pid` (keeping its hard limit)
-/// and returns the previous soft limit.
-fn set_soft_nofile(pid: i32, soft: u64) -> u64 {
-    let resource = libc::RLIMIT_NOFILE;
-    let mut old = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: a null new limit only reads the current one into `old`.
-    let ret = unsafe { libc::prlimit(pid, resource, std::ptr::null(), &mut old) };
-    assert_eq!(
-        ret,
-        0,
-        "read the limits of pid {pid}: {}",
-        std::io::Error::last_os_error()
-    );
-    let new = libc::rlimit {
-        rlim_cur: soft,
-        rlim_max: old.rlim_max,
-    };
-    // SAFETY: both pointers are valid for the call.
-    let ret = unsafe { libc::prlimit(pid, resource, &new, std::ptr::null_mut()) };
-    assert_eq!(
-        ret,
-        0,
-        "set the limit of pid {pid} to {soft}: {}",
-        std::io::Error::last_os_error()
-    );
-    old.rlim_cur
-}
-
-/// User plus system CPU time of `pid`, in clock ticks.
-fn cpu_ticks(pid: i32) -> u64 {
-    let fields = stat_fields(pid).expect("read the master's stat");
-    // utime is field 14 of the file, stime 15.
-    let utime: u64 = fields[11].parse().expect("utime");
-    let stime: u64 = fields[12].parse().expect("stime");
-    utime + stime
-}
 
 /// Waits until `deadline` for the server to close `client` without
 /// sending anything, as it does with a connection it cannot serve; says
