@@ -118,6 +118,7 @@ impl Master {
             }
             self.on_timers(Instant::now());
         }
+        self.throttle.flush_all();
         info!("final figures {}", self.figures());
         info!("exiting: all workers reaped");
         Ok(())

@@ -110,6 +110,14 @@ impl Throttle {
             }
         }
     }
+
+    /// Writes every pending summary now, due or not: nothing held back may
+    /// be lost when the process exits.
+    pub fn flush_all(&mut self) {
+        for kind in KINDS {
+            write_summary(kind, &mut self.slots[kind.index()]);
+        }
+    }
 }
 
 fn write_summary(kind: Kind, slot: &mut Slot) {
