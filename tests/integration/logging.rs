@@ -345,6 +345,7 @@ fn log_file_is_appended_to_not_truncated() {
             args: vec!["--log-file".to_string(), path.display().to_string()],
             log_to_file: false,
             shell_prefix: None,
+            subcommand: "serve",
         });
         pids.push(server.pid);
         let mut client = server.connect();

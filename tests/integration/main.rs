@@ -1,6 +1,8 @@
 //! Integration tests: every scenario drives the real `mpecho` binary over
 //! loopback, with real processes and real signals (see `util.rs`).
 
+mod chat;
+mod chat_client;
 mod client;
 mod descriptors;
 mod echo;
@@ -11,5 +13,3 @@ mod reaping;
 mod resources;
 mod shutdown;
 mod util;
-mod chat;
-mod chat_client;

@@ -289,6 +289,7 @@ fn process_limit_closes_the_client_and_service_resumes() {
     let server = Server::start_with(ServerOptions {
         args: vec!["--monitor-interval".into(), "0".into()],
         log_to_file: false,
+        subcommand: "serve",
         // The harness appends `exec "$0" serve "$@"`; setpriv replaces the
         // shell first, so that part is never reached.
         shell_prefix: Some(format!(

@@ -111,7 +111,10 @@ impl Server {
             Some(prefix) => {
                 let mut c = Command::new("bash");
                 c.arg("-c")
-                    .arg(format!("{prefix} exec \"$0\" {} \"$@\"", options.subcommand))
+                    .arg(format!(
+                        "{prefix} exec \"$0\" {} \"$@\"",
+                        options.subcommand
+                    ))
                     .arg(mpecho_bin())
                     .args(&args);
                 c
@@ -525,4 +528,25 @@ impl Server {
             .and_then(|(pid, _)| pid.parse().ok());
         pid.unwrap_or_else(|| panic!("no worker pid in the connect line {line:?}"))
     }
+}
+
+/// Pids of the processes (zombies included) in process group `pgid`.
+pub fn process_group_members(pgid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // Fields after the command name: state, ppid, pgrp.
+                    let rest = &stat[stat.rfind(')')? + 2..];
+                    rest.split(' ').nth(2)?.parse::<i32>().ok()
+                })
+                == Some(pgid)
+        })
+        .collect()
 }
