@@ -1,6 +1,6 @@
 //! What one connection costs: connect → echo 64 bytes → close through a
 //! fresh worker, 1000 times one after another, against the real binary on
-//! loopback; then the resident memory of the master and of one idle worker.
+//! loopback; then the memory of the master and of 50 idle workers.
 //!
 //! Run with `cargo bench --bench roundtrip`. Bounded: 1000 round trips and
 //! a 60 s deadline; the server is stopped (SIGTERM, then SIGKILL) on exit.
@@ -12,6 +12,9 @@ use std::time::{Duration, Instant};
 
 const ROUND_TRIPS: usize = 1000;
 const DEADLINE: Duration = Duration::from_secs(60);
+/// Idle workers held open for the memory figures (PSS divides shared pages
+/// among them, as in DESIGN §11).
+const HELD: usize = 50;
 const MESSAGE: &[u8; 64] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
 
 struct Server(Child);
@@ -89,21 +92,32 @@ fn main() {
         samples.len() as f64 / started.elapsed().as_secs_f64()
     );
 
-    let mut held = TcpStream::connect(addr).expect("connect the held client");
-    held.write_all(MESSAGE).expect("send");
-    held.read_exact(&mut back).expect("read the echo");
     let master = server.0.id() as i32;
-    let worker = children_of(master)
-        .into_iter()
-        .next()
-        .expect("a worker for the held client");
-    for (who, pid) in [("master", master), ("idle worker", worker)] {
-        println!(
-            "{who} (pid {pid}): RSS {} kB, PSS {} kB",
-            proc_kb(&format!("/proc/{pid}/status"), "VmRSS:").unwrap_or(0),
-            proc_kb(&format!("/proc/{pid}/smaps_rollup"), "Pss:").unwrap_or(0)
-        );
+    let mut held = Vec::with_capacity(HELD);
+    for _ in 0..HELD {
+        let mut stream = TcpStream::connect(addr).expect("connect a held client");
+        stream.write_all(MESSAGE).expect("send");
+        stream.read_exact(&mut back).expect("read the echo");
+        held.push(stream);
     }
+    let workers = children_of(master);
+    assert_eq!(workers.len(), HELD, "one worker per held client");
+    let kb =
+        |pid: i32, file: &str, key: &str| proc_kb(&format!("/proc/{pid}/{file}"), key).unwrap_or(0);
+    let average = |file: &str, key: &str| {
+        workers.iter().map(|&w| kb(w, file, key)).sum::<u64>() / workers.len() as u64
+    };
+    println!(
+        "master (pid {master}) with {HELD} idle workers: RSS {} kB, PSS {} kB",
+        kb(master, "status", "VmRSS:"),
+        kb(master, "smaps_rollup", "Pss:")
+    );
+    println!(
+        "idle worker, average of {HELD}: RSS {} kB, PSS {} kB",
+        average("status", "VmRSS:"),
+        average("smaps_rollup", "Pss:")
+    );
+    drop(held);
 }
 
 fn proc_kb(path: &str, key: &str) -> Option<u64> {

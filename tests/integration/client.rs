@@ -7,15 +7,11 @@ use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
-use crate::util::{ChildGuard, Server, mpecho_bin, run_mpecho};
+use crate::util::{ChildGuard, Server, mpecho_bin, run_mpecho, text};
 
 /// Runs `mpecho client HOST PORT` against `server` with `input` on stdin.
 fn run_client(server: &Server, host: &str, input: &[u8]) -> Output {
     run_mpecho(&["client", host, &server.addr.port().to_string()], input)
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Asserts a clean session: exactly `expected` on stdout, nothing on
@@ -31,30 +27,47 @@ fn assert_clean(output: &Output, expected: &[u8]) {
     );
 }
 
+/// Asserts a failed session: status 1, nothing on stdout, and on stderr a
+/// message (not a panic) containing `needle`, which must say `what`.
+fn assert_fails_saying(output: &Output, needle: &str, what: &str) {
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(needle),
+        "the message must say {what}: {stderr:?}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(text(&output.stdout), "");
+}
+
 /// The worker's disconnect line for the one session the server has seen.
 fn disconnect_line(server: &Server) -> String {
     server.wait_for_log_line(&["]: disconnect peer="])
+}
+
+/// Runs a session with `input` against a new server on 127.0.0.1, asserts
+/// that it was clean with exactly `expected` on stdout, and returns the
+/// worker's disconnect line.
+fn clean_session(input: &[u8], expected: &[u8]) -> String {
+    let server = Server::start(&[]);
+    let output = run_client(&server, "127.0.0.1", input);
+    assert_clean(&output, expected);
+    disconnect_line(&server)
 }
 
 /// Empty lines are skipped, `END` ends the session, and stdout carries
 /// exactly the echo.
 #[test]
 fn prints_exactly_the_echo_and_skips_empty_lines() {
-    let server = Server::start(&[]);
-    let output = run_client(&server, "127.0.0.1", b"hello\n\nworld\nEND\n");
-    assert_clean(&output, b"hello\nworld\n");
+    let line = clean_session(b"hello\n\nworld\nEND\n", b"hello\nworld\n");
     // "hello\n" + "world\n": the empty line was never sent.
-    let line = disconnect_line(&server);
     assert!(line.contains(" bytes=12 "), "{line:?}");
 }
 
 /// Lines after `END` are not sent.
 #[test]
 fn lines_after_end_are_not_sent() {
-    let server = Server::start(&[]);
-    let output = run_client(&server, "127.0.0.1", b"a\nEND\nb\n");
-    assert_clean(&output, b"a\n");
-    let line = disconnect_line(&server);
+    let line = clean_session(b"a\nEND\nb\n", b"a\n");
     assert!(
         line.contains(" bytes=2 "),
         "only \"a\\n\" may reach the server: {line:?}"
@@ -65,10 +78,7 @@ fn lines_after_end_are_not_sent() {
 /// End of input without `END` ends the session cleanly.
 #[test]
 fn end_of_input_ends_the_session_cleanly() {
-    let server = Server::start(&[]);
-    let output = run_client(&server, "127.0.0.1", b"one\ntwo\n");
-    assert_clean(&output, b"one\ntwo\n");
-    let line = disconnect_line(&server);
+    let line = clean_session(b"one\ntwo\n", b"one\ntwo\n");
     assert!(line.contains(" bytes=8 "), "{line:?}");
     assert!(line.ends_with(" reason=client closed"), "{line:?}");
 }
@@ -97,10 +107,7 @@ fn a_one_mebibyte_line_comes_back_exactly() {
 /// A last line without a newline is sent with one, and its echo printed.
 #[test]
 fn last_line_without_newline_gets_one() {
-    let server = Server::start(&[]);
-    let output = run_client(&server, "127.0.0.1", b"first\nlast");
-    assert_clean(&output, b"first\nlast\n");
-    let line = disconnect_line(&server);
+    let line = clean_session(b"first\nlast", b"first\nlast\n");
     assert!(line.contains(" bytes=11 "), "{line:?}");
 }
 
@@ -137,14 +144,7 @@ fn refused_connection_is_reported() {
         listener.local_addr().unwrap().port()
     };
     let output = run_mpecho(&["client", "127.0.0.1", &port.to_string()], b"hello\nEND\n");
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        stderr.contains("refused"),
-        "the message must say the connection was refused: {stderr:?}"
-    );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(text(&output.stdout), "");
+    assert_fails_saying(&output, "refused", "the connection was refused");
 }
 
 /// A server at its worker limit closes the connection: status 1 and a
@@ -155,14 +155,11 @@ fn connection_closed_by_the_server_is_reported() {
     let _holder = server.connect_served();
     let output = run_client(&server, "127.0.0.1", b"hello\nEND\n");
     server.wait_for_log_line(&["rejected peer="]);
-    let stderr = text(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
-    assert!(
-        stderr.contains("server closed the connection"),
-        "the message must say the server closed the connection: {stderr:?}"
+    assert_fails_saying(
+        &output,
+        "server closed the connection",
+        "the server closed the connection",
     );
-    assert!(!stderr.contains("panicked"), "{stderr}");
-    assert_eq!(text(&output.stdout), "");
 }
 
 /// The reader of the client's stdout goes away before the echoes arrive:

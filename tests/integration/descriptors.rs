@@ -34,13 +34,23 @@ fn tcp_socket_addrs(pid: i32, inode: &str) -> Option<(SocketAddr, SocketAddr)> {
     })
 }
 
+/// Asserts that `worker` holds exactly 0, 1, 2, the client on 3 and the
+/// server's log file on 4.
+fn assert_holds_only_std_streams_client_and_log_file(server: &Server, worker: i32) {
+    assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4]);
+    assert_eq!(
+        fd_target(worker, 4),
+        server.log_path(),
+        "fd 4 is not the log file"
+    );
+}
+
 /// A worker is the mpecho executable itself, re-executed as `mpecho worker`,
 /// and its fd 3 is the very TCP connection of the client it serves.
 #[test]
 fn worker_is_mpecho_reexecuted_with_the_client_on_fd_3() {
     let server = Server::start(&[]);
-    let client = server.connect_served();
-    let worker = server.worker_serving(&client);
+    let (client, worker) = server.connect_served_worker();
     assert_eq!(
         server.worker_pids(),
         vec![worker],
@@ -87,14 +97,8 @@ fn worker_is_mpecho_reexecuted_with_the_client_on_fd_3() {
 #[test]
 fn worker_holds_only_std_streams_client_and_log_file() {
     let server = Server::start(&[]);
-    let client = server.connect_served();
-    let worker = server.worker_serving(&client);
-    assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4]);
-    assert_eq!(
-        fd_target(worker, 4),
-        server.log_path(),
-        "fd 4 is not the log file"
-    );
+    let (_client, worker) = server.connect_served_worker();
+    assert_holds_only_std_streams_client_and_log_file(&server, worker);
 }
 
 /// With the log on standard error the worker holds exactly 0, 1, 2 and 3.
@@ -104,8 +108,7 @@ fn worker_logging_to_stderr_holds_exactly_fds_0_to_3() {
         log_to_file: false,
         ..ServerOptions::default()
     });
-    let client = server.connect_served();
-    let worker = server.worker_serving(&client);
+    let (_client, worker) = server.connect_served_worker();
     assert_eq!(open_fds(worker), vec![0, 1, 2, 3]);
 }
 
@@ -128,14 +131,8 @@ fn descriptors_inherited_by_the_master_do_not_reach_workers() {
     assert_eq!(fd_target(server.pid, 8), stray_file);
     assert_eq!(fd_target(server.pid, 9), Path::new("/dev/null"));
 
-    let client = server.connect_served();
-    let worker = server.worker_serving(&client);
-    assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4]);
-    assert_eq!(
-        fd_target(worker, 4),
-        server.log_path(),
-        "fd 4 is not the log file"
-    );
+    let (_client, worker) = server.connect_served_worker();
+    assert_holds_only_std_streams_client_and_log_file(&server, worker);
 }
 
 /// Two clients connected at once are served by two distinct worker
@@ -143,20 +140,17 @@ fn descriptors_inherited_by_the_master_do_not_reach_workers() {
 #[test]
 fn each_connection_gets_its_own_worker() {
     let server = Server::start(&[]);
-    let first = server.connect_served();
-    let second = server.connect_served();
-    let first_worker = server.worker_serving(&first);
-    let second_worker = server.worker_serving(&second);
+    let (_first, first_worker) = server.connect_served_worker();
+    let (_second, second_worker) = server.connect_served_worker();
     assert_ne!(
         first_worker, second_worker,
         "both clients are served by one process"
     );
-    let mut workers = server.wait_for_workers(2);
-    workers.sort_unstable();
     let mut expected = vec![first_worker, second_worker];
     expected.sort_unstable();
     assert_eq!(
-        workers, expected,
+        server.wait_for_workers(2),
+        expected,
         "the workers are not the master's children"
     );
 }

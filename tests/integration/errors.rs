@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
-use crate::util::{ChildGuard, mpecho_bin, run_mpecho};
+use crate::util::{ChildGuard, mpecho_bin, process_group_members, run_mpecho, text};
 
 /// Every serve option, as `--help` must list it.
 const SERVE_OPTIONS: [&str; 7] = [
@@ -33,29 +33,24 @@ fn run_in_own_group(mut command: Command) -> (Output, i32) {
     (child.wait_output(), pid)
 }
 
-/// Processes (zombies included) whose process group is `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()))
-        .filter(|pid| {
-            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-                return false;
-            };
-            // Fields after the command name: state, ppid, pgrp.
-            stat.rfind(')')
-                .and_then(|end| stat[end + 2..].split(' ').nth(2).map(str::to_string))
-                .and_then(|pgrp| pgrp.parse::<i32>().ok())
-                == Some(pgid)
-        })
-        .collect()
+/// Runs `mpecho worker` by hand, in a shell that first applies
+/// `redirection` (to descriptor 3).
+fn run_worker_by_hand_after(redirection: &str) -> Output {
+    let mut command = Command::new("bash");
+    command
+        .arg("-c")
+        .arg(format!("{redirection}; exec \"$0\" worker"))
+        .arg(mpecho_bin());
+    run_in_own_group(command).0
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
+/// Asserts that `output` has nothing on stdout.
+fn assert_no_stdout(output: &Output) {
+    assert!(
+        output.stdout.is_empty(),
+        "nothing on stdout: {:?}",
+        text(&output.stdout)
+    );
 }
 
 /// The single line on stderr; fails if there are none or several.
@@ -70,31 +65,36 @@ fn single_stderr_line(output: &Output) -> String {
     lines[0].to_string()
 }
 
-/// `mpecho serve` started with these options and a bad log file must fail
-/// with status 1 and one stderr line naming the file.
-fn assert_log_file_refused(path: &str) {
+/// `mpecho serve ARGS` must fail with status 1 and one stderr line, print
+/// nothing on stdout (no `listening on` line) and leave no process behind;
+/// returns the stderr line.
+fn serve_refused_with(args: &[&str]) -> String {
     let mut command = Command::new(mpecho_bin());
-    command.args(["serve", "-l", "127.0.0.1:0", "--log-file", path]);
+    command.arg("serve").args(args);
     let (output, pgid) = run_in_own_group(command);
     assert_eq!(
         output.status.code(),
         Some(1),
-        "status for --log-file {path}"
+        "status of `mpecho serve {}`",
+        args.join(" ")
     );
     let line = single_stderr_line(&output);
+    assert_no_stdout(&output);
+    assert_eq!(
+        process_group_members(pgid),
+        Vec::<i32>::new(),
+        "processes left behind"
+    );
+    line
+}
+
+/// `mpecho serve` started with these options and a bad log file must fail
+/// with status 1 and one stderr line naming the file.
+fn assert_log_file_refused(path: &str) {
+    let line = serve_refused_with(&["-l", "127.0.0.1:0", "--log-file", path]);
     assert!(
         line.contains(path),
         "the message must name {path}: {line:?}"
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "nothing on stdout: {:?}",
-        text(&output.stdout)
-    );
-    assert_eq!(
-        group_members(pgid),
-        Vec::<i32>::new(),
-        "processes left behind"
     );
 }
 
@@ -113,11 +113,7 @@ fn assert_usage_error(args: &[&str]) {
         "`mpecho {}` must show the usage on stderr, got:\n{stderr}",
         args.join(" ")
     );
-    assert!(
-        output.stdout.is_empty(),
-        "nothing on stdout: {:?}",
-        text(&output.stdout)
-    );
+    assert_no_stdout(&output);
 }
 
 /// A worker started by hand must explain that `mpecho serve` starts it, and
@@ -133,11 +129,7 @@ fn assert_worker_refuses(output: &Output, case: &str) {
         stderr.contains("mpecho serve"),
         "a worker with {case} must say that `mpecho serve` starts it, got:\n{stderr}"
     );
-    assert!(
-        output.stdout.is_empty(),
-        "nothing on stdout: {:?}",
-        text(&output.stdout)
-    );
+    assert_no_stdout(output);
 }
 
 /// Serving on an address another socket already listens on prints one
@@ -147,12 +139,7 @@ fn assert_worker_refuses(output: &Output, case: &str) {
 fn address_in_use_is_one_clear_line_and_status_1() {
     let taken = TcpListener::bind("127.0.0.1:0").expect("bind a listener to occupy a port");
     let addr = taken.local_addr().unwrap().to_string();
-    let mut command = Command::new(mpecho_bin());
-    command.args(["serve", "-l", &addr]);
-    let (output, pgid) = run_in_own_group(command);
-
-    assert_eq!(output.status.code(), Some(1));
-    let line = single_stderr_line(&output);
+    let line = serve_refused_with(&["-l", &addr]);
     assert!(
         line.contains(&addr),
         "the message must name {addr}: {line:?}"
@@ -160,16 +147,6 @@ fn address_in_use_is_one_clear_line_and_status_1() {
     assert!(
         line.contains("in use"),
         "the message must say the address is in use: {line:?}"
-    );
-    assert!(
-        output.stdout.is_empty(),
-        "no `listening on` line: {:?}",
-        text(&output.stdout)
-    );
-    assert_eq!(
-        group_members(pgid),
-        Vec::<i32>::new(),
-        "processes left behind"
     );
 
     // The port still belongs to the first listener.
@@ -225,24 +202,14 @@ fn zero_max_workers_is_a_usage_error() {
 /// `mpecho worker` by hand, with descriptor 3 closed.
 #[test]
 fn worker_without_descriptor_3_explains_and_exits_2() {
-    let mut command = Command::new("bash");
-    command
-        .arg("-c")
-        .arg("exec 3<&-; exec \"$0\" worker")
-        .arg(mpecho_bin());
-    let (output, _) = run_in_own_group(command);
+    let output = run_worker_by_hand_after("exec 3<&-");
     assert_worker_refuses(&output, "descriptor 3 closed");
 }
 
 /// `mpecho worker` by hand, with descriptor 3 open on a file, not a socket.
 #[test]
 fn worker_with_a_file_on_descriptor_3_explains_and_exits_2() {
-    let mut command = Command::new("bash");
-    command
-        .arg("-c")
-        .arg("exec 3</dev/null; exec \"$0\" worker")
-        .arg(mpecho_bin());
-    let (output, _) = run_in_own_group(command);
+    let output = run_worker_by_hand_after("exec 3</dev/null");
     assert_worker_refuses(&output, "/dev/null on descriptor 3");
 }
 

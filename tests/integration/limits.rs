@@ -3,26 +3,10 @@
 //! rejected and counted in the figures, and a slot freed by a leaving client
 //! serves the next one.
 
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 
-use crate::util::{Server, echo};
-
-/// Asserts that a turned-away client reads EOF (Ok(0)) before its read
-/// timeout, or a reset when `allow_reset` (it had sent data the master never
-/// read); never a single echoed byte.
-fn assert_turned_away(client: &mut TcpStream, allow_reset: bool) {
-    let mut buf = [0u8; 64];
-    match client.read(&mut buf) {
-        Ok(0) => {}
-        Ok(n) => panic!(
-            "a rejected client was served: it read {:?}",
-            String::from_utf8_lossy(&buf[..n])
-        ),
-        Err(e) if allow_reset && e.kind() == ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("a rejected client should read EOF at once, got: {e}"),
-    }
-}
+use crate::util::{Server, assert_connection_ended, count_lines, echo};
 
 /// Waits for the WARN line rejecting `client` and returns it.
 fn rejected_line(server: &Server, client: &TcpStream, active: usize, max: usize) -> String {
@@ -33,9 +17,33 @@ fn rejected_line(server: &Server, client: &TcpStream, active: usize, max: usize)
     )])
 }
 
-/// How many log lines contain `needle`.
-fn count_lines(server: &Server, needle: &str) -> usize {
-    server.log().lines().filter(|l| l.contains(needle)).count()
+/// Connects a client past the limit, which must be turned away at once
+/// (EOF before its read timeout, never an echoed byte) and logged as
+/// rejected with `active` workers of `max`.
+fn connect_past_the_limit(server: &Server, active: usize, max: usize) -> TcpStream {
+    let mut client = server.connect();
+    assert_connection_ended(&mut client, false, "a rejected client");
+    rejected_line(server, &client, active, max);
+    client
+}
+
+/// Asserts that the log has `expected` lines containing `needle`.
+fn assert_log_lines(server: &Server, needle: &str, expected: usize) {
+    let log = server.log();
+    assert_eq!(
+        count_lines(&log, needle),
+        expected,
+        "lines with {needle:?}; log:\n{log}"
+    );
+}
+
+/// Asserts that no worker was started past the limit of two.
+fn assert_two_workers(server: &Server) {
+    assert_eq!(
+        server.worker_pids().len(),
+        2,
+        "a worker was started past the limit"
+    );
 }
 
 /// With `--max-workers 2` and two clients served, a third connection is
@@ -47,27 +55,13 @@ fn connection_past_the_limit_reads_eof_and_is_logged() {
     let mut first = server.connect_served();
     let mut second = server.connect_served();
 
-    let mut third = server.connect();
-    assert_turned_away(&mut third, false);
-    rejected_line(&server, &third, 2, 2);
+    let third = connect_past_the_limit(&server, 2, 2);
 
-    assert_eq!(
-        server.worker_pids().len(),
-        2,
-        "a worker was started past the limit"
-    );
-    assert_eq!(
-        count_lines(&server, "]: accept peer="),
-        2,
-        "log:\n{}",
-        server.log()
-    );
+    assert_two_workers(&server);
+    assert_log_lines(&server, "]: accept peer=", 2);
+    // No worker logged a connect for the rejected client.
     let third_peer = format!("connect peer={}", third.local_addr().unwrap());
-    assert_eq!(
-        count_lines(&server, &third_peer),
-        0,
-        "the rejected client got a worker"
-    );
+    assert_log_lines(&server, &third_peer, 0);
     assert_eq!(echo(&mut first, b"still here 1\n"), b"still here 1\n");
     assert_eq!(echo(&mut second, b"still here 2\n"), b"still here 2\n");
 }
@@ -88,21 +82,12 @@ fn connection_past_the_limit_that_sends_first_is_never_echoed() {
         Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
         Err(e) => panic!("unexpected error sending to a rejected connection: {e}"),
     }
-    assert_turned_away(&mut third, true);
+    assert_connection_ended(&mut third, true, "a rejected client");
     rejected_line(&server, &third, 2, 2);
 
-    assert_eq!(
-        server.worker_pids().len(),
-        2,
-        "a worker was started past the limit"
-    );
+    assert_two_workers(&server);
     // At trace level every worker logs what it reads: nobody read these bytes.
-    assert_eq!(
-        count_lines(&server, "must never come back"),
-        0,
-        "log:\n{}",
-        server.log()
-    );
+    assert_log_lines(&server, "must never come back", 0);
 }
 
 /// Once one of two served clients leaves (its worker's exit is logged), the
@@ -112,9 +97,7 @@ fn slot_freed_by_a_leaving_client_serves_the_next_one() {
     let server = Server::start(&["--max-workers", "2"]);
     let first = server.connect_served();
     let mut second = server.connect_served();
-    let mut rejected = server.connect();
-    assert_turned_away(&mut rejected, false);
-    rejected_line(&server, &rejected, 2, 2);
+    connect_past_the_limit(&server, 2, 2);
 
     let first_worker = server.worker_serving(&first);
     let first_peer = first.local_addr().unwrap();
@@ -129,12 +112,7 @@ fn slot_freed_by_a_leaving_client_serves_the_next_one() {
     let next_peer = next.local_addr().unwrap();
     server.wait_for_log_line(&[&format!("]: accept peer={next_peer} worker="), " active=2"]);
     assert_eq!(echo(&mut second, b"and me\n"), b"and me\n");
-    assert_eq!(
-        count_lines(&server, "]: rejected peer="),
-        1,
-        "log:\n{}",
-        server.log()
-    );
+    assert_log_lines(&server, "]: rejected peer=", 1);
 }
 
 /// The SIGUSR1 figures line counts every rejection (`rejected=N`) beside
@@ -147,32 +125,26 @@ fn sigusr1_figures_count_every_rejection() {
     for _ in 0..3 {
         // EOF means the master has closed it, hence already counted it.
         let mut turned_away = server.connect();
-        assert_turned_away(&mut turned_away, false);
+        assert_connection_ended(&mut turned_away, false, "a rejected client");
     }
 
-    server.signal(libc::SIGUSR1);
-    let figures = server.wait_for_log_line(&["]: figures active="]);
+    let figures = server.figures();
+    let line = figures.line();
     assert!(
-        figures.contains(" INFO master[")
-            && figures.contains(" figures active=2 peak=2 accepted=2 rejected=3 spawn_failures=0 "),
-        "unexpected figures line: {figures}"
+        line.contains(" INFO master[")
+            && line.contains(" figures active=2 peak=2 accepted=2 rejected=3 spawn_failures=0 "),
+        "unexpected figures line: {line}"
     );
 
     let mut one_more = server.connect();
-    assert_turned_away(&mut one_more, false);
-    server.signal(libc::SIGUSR1);
-    server.wait_for_log_count("]: figures active=", 2);
-    let log = server.log();
-    let second_figures = log
-        .lines()
-        .filter(|l| l.contains("]: figures active="))
-        .nth(1)
-        .expect("a second figures line");
+    assert_connection_ended(&mut one_more, false, "a rejected client");
+    let figures = server.figures();
+    let line = figures.line();
     assert!(
-        second_figures.contains(" figures active=2 peak=2 accepted=2 rejected=4 spawn_failures=0 "),
-        "unexpected second figures line: {second_figures}"
+        line.contains(" figures active=2 peak=2 accepted=2 rejected=4 spawn_failures=0 "),
+        "unexpected second figures line: {line}"
     );
-    assert_eq!(count_lines(&server, "]: rejected peer="), 4, "log:\n{log}");
+    assert_log_lines(&server, "]: rejected peer=", 4);
 }
 
 /// With `--max-workers 1` clients are served strictly one at a time: the
@@ -182,9 +154,7 @@ fn sigusr1_figures_count_every_rejection() {
 fn max_workers_one_serves_one_client_at_a_time() {
     let server = Server::start(&["--max-workers", "1"]);
     let only = server.connect_served();
-    let mut second = server.connect();
-    assert_turned_away(&mut second, false);
-    rejected_line(&server, &second, 1, 1);
+    connect_past_the_limit(&server, 1, 1);
 
     let worker = server.worker_serving(&only);
     drop(only);
@@ -195,10 +165,5 @@ fn max_workers_one_serves_one_client_at_a_time() {
     let next_peer = next.local_addr().unwrap();
     // The worker may echo before the master has logged its `accept` line.
     server.wait_for_log_line(&[&format!("]: accept peer={next_peer} worker="), " active=1"]);
-    assert_eq!(
-        count_lines(&server, "]: accept peer="),
-        2,
-        "log:\n{}",
-        server.log()
-    );
+    assert_log_lines(&server, "]: accept peer=", 2);
 }

@@ -6,7 +6,10 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::TcpStream;
 
-use crate::util::{Server, ServerOptions, TIMEOUT, echo, is_well_formed_log_line, wait_for};
+use crate::util::{
+    Server, ServerOptions, TIMEOUT, assert_connection_ended, count_lines, echo,
+    is_well_formed_log_line, log_field, wait_for,
+};
 
 /// Asserts that every line of `log` has the standard shape.
 fn assert_all_well_formed(log: &str) {
@@ -42,16 +45,6 @@ fn message(line: &str) -> &str {
     line.split_once("]: ").map_or("", |(_, m)| m)
 }
 
-/// The value of `key=` in a log line's message, up to the next space.
-fn field<'a>(line: &'a str, key: &str) -> &'a str {
-    let start = line
-        .find(&format!(" {key}="))
-        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
-        + key.len()
-        + 2;
-    line[start..].split(' ').next().unwrap_or("")
-}
-
 /// The master logs start-up, each accept, each rejection, each worker's exit
 /// and its shutdown; the worker logs its connect and disconnect (peer, bytes
 /// echoed, duration) under its own pid.
@@ -67,12 +60,7 @@ fn master_and_worker_log_each_event_under_their_own_pids() {
     let mut rejected = server.connect();
     let rejected_peer = rejected.local_addr().unwrap();
     server.wait_for_log_line(&["rejected", &format!("peer={rejected_peer}:")]);
-    let mut buf = [0u8; 1];
-    match rejected.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        other => panic!("a rejected client must see its connection closed, got {other:?}"),
-    }
+    assert_connection_ended(&mut rejected, true, "a rejected client");
 
     drop(served);
     server.wait_for_log_line(&[&format!("worker {worker} exited status=0")]);
@@ -112,7 +100,7 @@ fn master_and_worker_log_each_event_under_their_own_pids() {
         message(disconnect).ends_with(" reason=client closed"),
         "{disconnect:?}"
     );
-    let duration = field(disconnect, "duration");
+    let duration = log_field(disconnect, "duration");
     let secs: f64 = duration
         .strip_suffix('s')
         .and_then(|d| d.parse().ok())
@@ -122,7 +110,7 @@ fn master_and_worker_log_each_event_under_their_own_pids() {
         "duration {secs}"
     );
     assert_eq!(
-        log.lines().filter(|l| l.contains(&w)).count(),
+        count_lines(&log, &w),
         2,
         "the worker logs exactly its connect and disconnect at info level:\n{log}"
     );
@@ -135,7 +123,7 @@ fn master_and_worker_log_each_event_under_their_own_pids() {
         "{exited:?}"
     );
     assert!(exited.contains(&format!("INFO {m}")), "{exited:?}");
-    assert_eq!(field(exited, "active"), "0");
+    assert_eq!(log_field(exited, "active"), "0");
     only_line(
         &log,
         &[&format!("INFO {m}shutting down (SIGTERM received)")],
@@ -168,7 +156,7 @@ fn periodic_figures_report_active_workers() {
         "{busy:?}"
     );
     for key in ["exited_ok", "rss_kb", "fds", "uptime_s"] {
-        field(&busy, key);
+        log_field(&busy, key);
     }
 }
 
@@ -180,8 +168,12 @@ fn sigusr1_and_shutdown_write_figures() {
     let a = server.connect_served();
     let b = server.connect_served();
     server.wait_for_workers(2);
-    server.signal(libc::SIGUSR1);
-    let line = server.wait_for_log_line(&["]: figures active=2 peak=2 accepted=2 rejected=0 "]);
+    let figures = server.figures();
+    let line = figures.line();
+    assert!(
+        line.contains("]: figures active=2 peak=2 accepted=2 rejected=0 "),
+        "{line:?}"
+    );
     assert!(
         line.contains(&format!("INFO master[{}]: ", server.pid)),
         "{line:?}"
@@ -264,7 +256,7 @@ fn two_hundred_concurrent_writers_never_tear_a_line() {
     );
     for line in &disconnects {
         assert_eq!(
-            field(line, "bytes"),
+            log_field(line, "bytes"),
             (ROUNDS * SIZE).to_string(),
             "{line:?}"
         );
@@ -301,9 +293,7 @@ fn client_bytes_cannot_forge_log_lines_at_any_level() {
         assert_eq!(echo(&mut client, payload), payload);
         drop(client);
         // The worker has written all its lines once it has exited.
-        wait_for("the worker to exit", TIMEOUT, || {
-            server.worker_pids().is_empty().then_some(())
-        });
+        server.wait_for_workers(0);
 
         let log = server.log();
         assert_all_well_formed(&log);

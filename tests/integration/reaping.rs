@@ -2,11 +2,12 @@
 //! coalesce, or killed by a signal — is waited for, logged with how it ended
 //! and counted, and no zombie is left behind while the master keeps serving.
 
-use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::thread;
 
-use crate::util::{Server, TIMEOUT, echo, proc_state, send_signal, wait_for};
+use crate::util::{
+    Server, TIMEOUT, assert_connection_ended, connect_to, echo, proc_state, send_signal, wait_for,
+};
 
 /// A served client and the pid of its worker (the master's only child).
 fn serve_one(server: &Server) -> (TcpStream, i32) {
@@ -30,22 +31,22 @@ fn assert_reaped(server: &Server, worker: i32) {
     );
 }
 
-/// Asserts that the client of a worker that was killed sees the connection
-/// end: EOF, or a reset if the kernel had unread data.
-fn assert_connection_ended(client: &mut TcpStream) {
-    let mut buf = [0u8; 16];
-    match client.read(&mut buf) {
-        Ok(0) => {}
-        Err(e) if e.kind() == ErrorKind::ConnectionReset => {}
-        other => panic!("expected EOF or a reset after the worker died, got {other:?}"),
-    }
+/// Waits for the master's line saying how `worker` ended, asserts that it
+/// holds `expected`, and that the worker was reaped.
+fn assert_end_logged(server: &Server, worker: i32, expected: &str) {
+    let line = server.wait_for_log_line(&[&format!(": worker {worker} ")]);
+    assert!(line.contains(expected), "expected {expected:?} in {line:?}");
+    assert_reaped(server, worker);
 }
 
-/// Asks the master for a figures line (SIGUSR1) and returns it. Only for
-/// servers started with `--monitor-interval 0`, so it is the only one.
-fn figures(server: &Server) -> String {
-    server.signal(libc::SIGUSR1);
-    server.wait_for_log_line(&["figures active="])
+/// Asks the master for a figures line and asserts that it holds every one
+/// of `parts`.
+fn assert_figures_hold(server: &Server, parts: &[&str]) {
+    let figures = server.figures();
+    let line = figures.line();
+    for part in parts {
+        assert!(line.contains(part), "{line}");
+    }
 }
 
 /// 300 short connections from 10 concurrent clients end at overlapping
@@ -61,9 +62,7 @@ fn bursts_of_exiting_workers_are_all_reaped() {
         for t in 0..THREADS {
             scope.spawn(move || {
                 for i in 0..PER_THREAD {
-                    let mut client = TcpStream::connect(addr).expect("connect to the server");
-                    client.set_read_timeout(Some(TIMEOUT)).unwrap();
-                    client.set_write_timeout(Some(TIMEOUT)).unwrap();
+                    let mut client = connect_to(addr);
                     let data = format!("{t}.{i}\n");
                     assert_eq!(echo(&mut client, data.as_bytes()), data.as_bytes());
                 }
@@ -100,17 +99,13 @@ fn bursts_of_exiting_workers_are_all_reaped() {
         "workers still alive"
     );
 
-    let line = figures(&server);
-    assert!(line.contains(" figures active=0 "), "{line}");
-    assert!(
-        line.contains(&format!(" accepted={TOTAL} rejected=0 ")),
-        "{line}"
-    );
-    assert!(
-        line.contains(&format!(
-            " exited_ok={TOTAL} exited_error=0 exited_signal=0 "
-        )),
-        "{line}"
+    assert_figures_hold(
+        &server,
+        &[
+            " figures active=0 ",
+            &format!(" accepted={TOTAL} rejected=0 "),
+            &format!(" exited_ok={TOTAL} exited_error=0 exited_signal=0 "),
+        ],
     );
 }
 
@@ -123,27 +118,24 @@ fn worker_killed_by_sigkill_is_reaped_and_logged() {
     let (mut client, worker) = serve_one(&server);
     send_signal(worker, libc::SIGKILL);
 
-    let line = server.wait_for_log_line(&[&format!(": worker {worker} killed by ")]);
     let expected = format!(
         " WARN master[{}]: worker {worker} killed by SIGKILL peer={} lived=",
         server.pid,
         client.local_addr().unwrap()
     );
-    assert!(
-        line.contains(&expected),
-        "expected {expected:?} in {line:?}"
-    );
-    assert_reaped(&server, worker);
-    assert_connection_ended(&mut client);
+    assert_end_logged(&server, worker, &expected);
+    // EOF, or a reset if the kernel had unread data.
+    assert_connection_ended(&mut client, true, "the client of a killed worker");
 
     let mut next = server.connect();
     assert_eq!(echo(&mut next, b"still serving\n"), b"still serving\n");
-    let line = figures(&server);
-    assert!(line.contains(" figures active=1 "), "{line}");
-    assert!(line.contains(" accepted=2 "), "{line}");
-    assert!(
-        line.contains(" exited_ok=0 exited_error=0 exited_signal=1 "),
-        "{line}"
+    assert_figures_hold(
+        &server,
+        &[
+            " figures active=1 ",
+            " accepted=2 ",
+            " exited_ok=0 exited_error=0 exited_signal=1 ",
+        ],
     );
 }
 
@@ -174,23 +166,20 @@ fn workers_killed_by_other_signals_are_logged_by_name() {
             assert_eq!(rc, 0, "limit the core size of worker {worker}");
         }
         send_signal(worker, sig);
-        let line = server.wait_for_log_line(&[&format!(": worker {worker} killed by ")]);
         let expected = format!(
             "worker {worker} killed by {name} peer={} lived=",
             client.local_addr().unwrap()
         );
-        assert!(
-            line.contains(&expected),
-            "expected {expected:?} in {line:?}"
-        );
-        assert_reaped(&server, worker);
-        assert_connection_ended(&mut client);
+        assert_end_logged(&server, worker, &expected);
+        // EOF, or a reset if the kernel had unread data.
+        assert_connection_ended(&mut client, true, "the client of a killed worker");
     }
-    let line = figures(&server);
-    assert!(line.contains(" figures active=0 "), "{line}");
-    assert!(
-        line.contains(" exited_ok=0 exited_error=0 exited_signal=3 "),
-        "{line}"
+    assert_figures_hold(
+        &server,
+        &[
+            " figures active=0 ",
+            " exited_ok=0 exited_error=0 exited_signal=3 ",
+        ],
     );
 }
 
@@ -208,29 +197,14 @@ fn worker_sent_sigterm_finishes_cleanly() {
         &format!(" worker[{worker}]: disconnect peer={peer} "),
         " reason=server shutting down",
     ]);
-    let line = server.wait_for_log_line(&[&format!(": worker {worker} ")]);
     let expected = format!(
         " INFO master[{}]: worker {worker} exited status=0 peer={peer} lived=",
         server.pid
     );
-    assert!(
-        line.contains(&expected),
-        "expected {expected:?} in {line:?}"
-    );
-    assert_reaped(&server, worker);
-    let mut buf = [0u8; 16];
-    assert_eq!(
-        client
-            .read(&mut buf)
-            .expect("read EOF from the finished worker"),
-        0
-    );
+    assert_end_logged(&server, worker, &expected);
+    assert_connection_ended(&mut client, false, "the client of a finished worker");
 
     let mut next = server.connect();
     assert_eq!(echo(&mut next, b"still serving\n"), b"still serving\n");
-    let line = figures(&server);
-    assert!(
-        line.contains(" exited_ok=1 exited_error=0 exited_signal=0 "),
-        "{line}"
-    );
+    assert_figures_hold(&server, &[" exited_ok=1 exited_error=0 exited_signal=0 "]);
 }

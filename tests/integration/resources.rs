@@ -4,7 +4,6 @@
 //! master; the affected client is closed, the failure is logged and counted,
 //! and service resumes by itself.
 
-use std::collections::HashMap;
 use std::io::{ErrorKind, Read};
 use std::net::TcpStream;
 use std::path::Path;
@@ -12,44 +11,14 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use crate::util::{Server, ServerOptions, TIMEOUT, echo, open_fds, wait_for};
+use crate::util::{
+    Server, ServerOptions, TIMEOUT, all_pids, count_lines, echo, open_fds, stat_fields, wait_for,
+};
 
 /// How long a turned-away client may wait for its close: the master pauses
 /// accepting for 100 ms after a resource failure, so a handful of clients
 /// queued behind each other are all closed well within this.
 const PROMPT: Duration = Duration::from_secs(2);
-
-/// Sends SIGUSR1 and returns the fields of the figures line it produces.
-fn figures(server: &Server) -> HashMap<String, String> {
-    let count = |log: &str| log.lines().filter(|l| l.contains(" figures ")).count();
-    let before = count(&server.log());
-    server.signal(libc::SIGUSR1);
-    let line = wait_for("a figures line after SIGUSR1", TIMEOUT, || {
-        let log = server.log();
-        let mut lines = log.lines().filter(|l| l.contains(" figures "));
-        (count(&log) > before)
-            .then(|| lines.next_back().map(str::to_string))
-            .flatten()
-    });
-    let fields = line.split_once(" figures ").expect("figures line").1;
-    fields
-        .split(' ')
-        .map(|kv| {
-            let (k, v) = kv
-                .split_once('=')
-                .unwrap_or_else(|| panic!("bad field {kv:?} in {line:?}"));
-            (k.to_string(), v.to_string())
-        })
-        .collect()
-}
-
-/// A numeric field of a figures line.
-fn field(figures: &HashMap<String, String>, name: &str) -> u64 {
-    figures
-        .get(name)
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| panic!("no numeric {name} in figures {figures:?}"))
-}
 
 /// Sets the soft descriptor limit of process `pid` (keeping its hard limit)
 /// and returns the previous soft limit.
@@ -84,11 +53,8 @@ fn set_soft_nofile(pid: i32, soft: u64) -> u64 {
 
 /// User plus system CPU time of `pid`, in clock ticks.
 fn cpu_ticks(pid: i32) -> u64 {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("read the master's stat");
-    // Fields after the command name: state is field 3, utime 14, stime 15.
-    let rest = &stat[stat.rfind(')').expect("stat has a command name") + 2..];
-    let fields: Vec<&str> = rest.split(' ').collect();
+    let fields = stat_fields(pid).expect("read the master's stat");
+    // utime is field 14 of the file, stime 15.
     let utime: u64 = fields[11].parse().expect("utime");
     let stime: u64 = fields[12].parse().expect("stime");
     utime + stime
@@ -178,11 +144,7 @@ fn descriptor_exhaustion_sheds_clients_without_spinning_and_recovers() {
     );
     server.wait_for_log_count(&shed, turned_away);
     let log = server.log();
-    assert_eq!(
-        log.lines().filter(|l| l.contains(&shed)).count(),
-        turned_away,
-        "log:\n{log}"
-    );
+    assert_eq!(count_lines(&log, &shed), turned_away, "log:\n{log}");
     assert_eq!(
         log.matches(" accept peer=").count(),
         1,
@@ -190,14 +152,14 @@ fn descriptor_exhaustion_sheds_clients_without_spinning_and_recovers() {
     );
 
     // Still answering signals, with every failure counted.
-    let during = figures(&server);
+    let during = server.figures();
     assert_eq!(
-        field(&during, "accept_errors"),
+        during.get("accept_errors"),
         turned_away as u64,
         "{during:?}"
     );
-    assert_eq!(field(&during, "accepted"), 1, "{during:?}");
-    assert_eq!(field(&during, "active"), 1, "{during:?}");
+    assert_eq!(during.get("accepted"), 1, "{during:?}");
+    assert_eq!(during.get("active"), 1, "{during:?}");
     assert_eq!(server.worker_pids().len(), 1);
     // The connection served before the shortage is not affected.
     assert_eq!(echo(&mut held, b"still here\n"), b"still here\n");
@@ -205,14 +167,14 @@ fn descriptor_exhaustion_sheds_clients_without_spinning_and_recovers() {
     set_soft_nofile(server.pid, old_limit);
     let mut after = server.connect();
     assert_eq!(echo(&mut after, b"served again\n"), b"served again\n");
-    let recovered = figures(&server);
-    assert_eq!(field(&recovered, "accepted"), 2, "{recovered:?}");
+    let recovered = server.figures();
+    assert_eq!(recovered.get("accepted"), 2, "{recovered:?}");
     assert_eq!(
-        field(&recovered, "accept_errors"),
+        recovered.get("accept_errors"),
         turned_away as u64,
         "{recovered:?}"
     );
-    assert_eq!(field(&recovered, "active"), 2, "{recovered:?}");
+    assert_eq!(recovered.get("active"), 2, "{recovered:?}");
     assert!(server.zombies().is_empty());
 }
 
@@ -236,15 +198,9 @@ fn uid_and_threads(status: &str) -> Option<(u32, u64)> {
 
 /// Tasks on the machine whose real uid is `uid`: what RLIMIT_NPROC counts.
 fn tasks_of_uid(uid: u32) -> u64 {
-    let entries = std::fs::read_dir("/proc").expect("list /proc");
-    entries
-        .flatten()
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|s| s.bytes().all(|b| b.is_ascii_digit()))
-        })
-        .filter_map(|e| std::fs::read_to_string(e.path().join("status")).ok())
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| std::fs::read_to_string(format!("/proc/{pid}/status")).ok())
         .filter_map(|status| uid_and_threads(&status))
         .filter(|&(u, _)| u == uid)
         .map(|(_, threads)| threads)
@@ -336,10 +292,10 @@ fn process_limit_closes_the_client_and_service_resumes() {
         server.pid
     );
     server.wait_for_log_line(&[&failure]);
-    let counted = figures(&server);
-    assert_eq!(field(&counted, "spawn_failures"), 1, "{counted:?}");
-    assert_eq!(field(&counted, "accepted"), 2, "{counted:?}");
-    assert_eq!(field(&counted, "active"), 2, "{counted:?}");
+    let counted = server.figures();
+    assert_eq!(counted.get("spawn_failures"), 1, "{counted:?}");
+    assert_eq!(counted.get("accepted"), 2, "{counted:?}");
+    assert_eq!(counted.get("active"), 2, "{counted:?}");
     assert_eq!(server.worker_pids().len(), 2);
     // Served clients are untouched.
     assert_eq!(echo(&mut first, b"one\n"), b"one\n");
@@ -350,10 +306,10 @@ fn process_limit_closes_the_client_and_service_resumes() {
     server.wait_for_log_line(&[" exited status=0 peer="]);
     let mut later = server.connect();
     assert_eq!(echo(&mut later, b"served again\n"), b"served again\n");
-    let after = figures(&server);
-    assert_eq!(field(&after, "accepted"), 3, "{after:?}");
-    assert_eq!(field(&after, "spawn_failures"), 1, "{after:?}");
-    assert_eq!(field(&after, "active"), 2, "{after:?}");
+    let after = server.figures();
+    assert_eq!(after.get("accepted"), 3, "{after:?}");
+    assert_eq!(after.get("spawn_failures"), 1, "{after:?}");
+    assert_eq!(after.get("active"), 2, "{after:?}");
     assert!(server.zombies().is_empty());
 }
 
@@ -389,30 +345,26 @@ fn burst_of_connect_and_reset_leaves_the_master_serving() {
         "the master to reap every worker of the burst",
         TIMEOUT,
         || {
-            let f = figures(&server);
-            (field(&f, "active") == 0).then_some(f)
+            let figures = server.figures();
+            (figures.get("active") == 0).then_some(figures)
         },
     );
     assert_eq!(
-        field(&settled, "accepted") + field(&settled, "accept_errors"),
+        settled.get("accepted") + settled.get("accept_errors"),
         BURST + 1,
         "every connection is either accepted or counted as a failed accept: {settled:?}"
     );
-    assert_eq!(field(&settled, "rejected"), 0, "{settled:?}");
-    assert_eq!(field(&settled, "spawn_failures"), 0, "{settled:?}");
-    assert_eq!(field(&settled, "exited_signal"), 0, "{settled:?}");
+    assert_eq!(settled.get("rejected"), 0, "{settled:?}");
+    assert_eq!(settled.get("spawn_failures"), 0, "{settled:?}");
+    assert_eq!(settled.get("exited_signal"), 0, "{settled:?}");
     assert_eq!(
-        field(&settled, "exited_ok") + field(&settled, "exited_error"),
-        field(&settled, "accepted"),
+        settled.get("exited_ok") + settled.get("exited_error"),
+        settled.get("accepted"),
         "{settled:?}"
     );
     assert!(server.worker_pids().is_empty());
     assert!(server.zombies().is_empty());
-    let log = server.log();
-    let usage_exits = log
-        .lines()
-        .filter(|l| l.contains(" exited status=2 peer="))
-        .count();
+    let usage_exits = count_lines(&server.log(), " exited status=2 peer=");
     let stderr = server.stderr();
     assert!(
         usage_exits == 0 && !stderr.contains("mpecho worker:"),

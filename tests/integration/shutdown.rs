@@ -4,13 +4,15 @@
 //! (at once on a second stop signal), reaps everyone, logs the final figures
 //! and exits 0, leaving no process behind and the port free.
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, TIMEOUT, proc_state, process_exists, send_signal, wait_for};
+use crate::util::{
+    Server, TIMEOUT, assert_connection_ended, proc_state, process_exists, send_signal, wait_for,
+};
 
 /// How soon after the stop signal new connections must be refused.
 const REFUSED_WITHIN: Duration = Duration::from_secs(1);
@@ -21,6 +23,38 @@ const LONG_GRACE: &str = "30";
 
 /// Upper bound for a shutdown that must not wait for `LONG_GRACE`.
 const PROMPT: Duration = Duration::from_secs(5);
+
+/// A server with this grace period and no periodic figures lines.
+fn start_with_grace(grace: &str) -> Server {
+    Server::start(&["--grace", grace, "--monitor-interval", "0"])
+}
+
+/// Two served clients, each with the pid of its worker.
+fn serve_two(server: &Server) -> [(TcpStream, i32); 2] {
+    [
+        server.connect_served_worker(),
+        server.connect_served_worker(),
+    ]
+}
+
+/// The end of a shutdown begun at `signalled` in which both workers of
+/// `served` finish when asked: each finishes gracefully and the master
+/// exits cleanly, without waiting out the grace period.
+fn assert_both_finished_then_clean_exit(
+    server: &mut Server,
+    signalled: Instant,
+    served: &mut [(TcpStream, i32); 2],
+) {
+    assert_all_finished_gracefully(server, served);
+    assert_clean_exit(
+        server,
+        signalled,
+        "it waited for the grace period",
+        &served.each_ref().map(|&(_, worker)| worker),
+        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
+         exited_ok=2 exited_error=0 exited_signal=0",
+    );
+}
 
 /// Waits, at most `REFUSED_WITHIN` after `signalled`, for the master's
 /// `shutting down (CAUSE received)` line, then asserts that a new connection
@@ -47,33 +81,59 @@ fn assert_listener_closed(server: &Server, signalled: Instant, cause: &str) -> S
     line
 }
 
-/// Asserts that the server closed `client`'s connection in order: EOF.
-fn assert_eof(client: &mut TcpStream) {
-    let mut buf = [0u8; 16];
-    match client.read(&mut buf) {
-        Ok(0) => {}
-        other => panic!("expected EOF once the worker finished, got {other:?}"),
+/// Asserts that every client of `served` (each with its worker) reads EOF,
+/// the server having closed the connection in order; then waits for each
+/// worker to log that it finished because the server is shutting down, and
+/// for the master to log its status 0.
+fn assert_all_finished_gracefully(server: &Server, served: &mut [(TcpStream, i32)]) {
+    for (client, _) in served.iter_mut() {
+        assert_connection_ended(client, false, "a client once its worker finished");
+    }
+    for (client, worker) in served.iter() {
+        let peer = client.local_addr().unwrap();
+        server.wait_for_log_line(&[
+            &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
+            " reason=server shutting down",
+        ]);
+        server.wait_for_log_line(&[&format!(
+            " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
+            server.pid
+        )]);
     }
 }
 
-/// Waits for the worker serving `client` to log that it finished because
-/// the server is shutting down, and for the master to log its status 0.
-fn assert_finished_gracefully(server: &Server, client: &TcpStream, worker: i32) {
+/// Waits for the master to log that it killed `worker`, serving `client`,
+/// with SIGKILL.
+fn wait_killed(server: &Server, client: &TcpStream, worker: i32) {
     let peer = client.local_addr().unwrap();
-    server.wait_for_log_line(&[
-        &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
-        " reason=server shutting down",
-    ]);
     server.wait_for_log_line(&[&format!(
-        " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
+        " WARN master[{}]: worker {worker} killed by SIGKILL peer={peer} ",
         server.pid
     )]);
 }
 
-/// What must hold once the master has exited after a shutdown: the final
-/// figures and the last line are logged, every worker recorded before is
-/// gone, and the port can be bound again at once.
-fn assert_clean_exit(server: &Server, workers: &[i32], final_figures: &str) {
+/// Asserts that nothing in the log contains `needle`; `why` says what it
+/// would mean.
+fn assert_not_logged(server: &Server, needle: &str, why: &str) {
+    let log = server.log();
+    assert!(!log.contains(needle), "{why}; log:\n{log}");
+}
+
+/// What must hold once a shutdown begun at `since` is over: the master
+/// exits 0 within `PROMPT` (`slow` says what a slower exit means), the
+/// final figures and the last line are logged, every worker recorded
+/// before is gone, and the port can be bound again at once.
+fn assert_clean_exit(
+    server: &mut Server,
+    since: Instant,
+    slow: &str,
+    workers: &[i32],
+    final_figures: &str,
+) {
+    let status = server.wait_exit(TIMEOUT);
+    let took = since.elapsed();
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    assert!(took < PROMPT, "shutdown took {took:?}: {slow}");
     let log = server.log();
     let finals: Vec<&str> = log
         .lines()
@@ -205,19 +265,13 @@ impl SigtermSwallower {
 /// grace period, no worker is left, and the port is free again.
 #[test]
 fn sigterm_refuses_new_clients_drains_workers_and_exits_zero() {
-    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
-    let mut first = server.connect_served();
-    let mut second = server.connect_served();
-    let workers = [
-        server.worker_serving(&first),
-        server.worker_serving(&second),
-    ];
-    let mut live = server.wait_for_workers(2);
-    live.sort_unstable();
-    let mut expected = workers.to_vec();
+    let mut server = start_with_grace(LONG_GRACE);
+    let mut served = serve_two(&server);
+    let mut expected = served.each_ref().map(|&(_, worker)| worker);
     expected.sort_unstable();
     assert_eq!(
-        live, expected,
+        server.wait_for_workers(2),
+        expected.to_vec(),
         "the master's children are not the two workers"
     );
 
@@ -232,29 +286,8 @@ fn sigterm_refuses_new_clients_drains_workers_and_exits_zero() {
         )),
         "unexpected shutdown line: {shutting_down}"
     );
-    assert_eof(&mut first);
-    assert_eof(&mut second);
-    assert_finished_gracefully(&server, &first, workers[0]);
-    assert_finished_gracefully(&server, &second, workers[1]);
-
-    let status = server.wait_exit(TIMEOUT);
-    let took = signalled.elapsed();
-    assert_eq!(status.code(), Some(0), "master exit status: {status}");
-    assert!(
-        took < PROMPT,
-        "shutdown took {took:?}: it waited for the grace period"
-    );
-    assert!(
-        !server.log().contains(" killed by "),
-        "log:\n{}",
-        server.log()
-    );
-    assert_clean_exit(
-        &server,
-        &workers,
-        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
-         exited_ok=2 exited_error=0 exited_signal=0",
-    );
+    assert_both_finished_then_clean_exit(&mut server, signalled, &mut served);
+    assert_not_logged(&server, " killed by ", "no worker may be killed");
 }
 
 /// Ctrl-C (SIGINT to the master's whole process group) does not kill the
@@ -263,13 +296,8 @@ fn sigterm_refuses_new_clients_drains_workers_and_exits_zero() {
 /// the master shuts down as for SIGTERM and exits 0.
 #[test]
 fn sigint_to_the_process_group_shuts_down_gracefully() {
-    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
-    let mut first = server.connect_served();
-    let mut second = server.connect_served();
-    let workers = [
-        server.worker_serving(&first),
-        server.worker_serving(&second),
-    ];
+    let mut server = start_with_grace(LONG_GRACE);
+    let mut served = serve_two(&server);
 
     let signalled = Instant::now();
     server.signal_group(libc::SIGINT);
@@ -278,27 +306,11 @@ fn sigint_to_the_process_group_shuts_down_gracefully() {
         shutting_down.contains("listener closed, asking 2 workers to finish"),
         "unexpected shutdown line: {shutting_down}"
     );
-    assert_eof(&mut first);
-    assert_eof(&mut second);
-    assert_finished_gracefully(&server, &first, workers[0]);
-    assert_finished_gracefully(&server, &second, workers[1]);
-
-    let status = server.wait_exit(TIMEOUT);
-    assert_eq!(status.code(), Some(0), "master exit status: {status}");
-    assert!(
-        signalled.elapsed() < PROMPT,
-        "shutdown waited for the grace period"
-    );
-    assert!(
-        !server.log().contains("killed by SIGINT"),
-        "log:\n{}",
-        server.log()
-    );
-    assert_clean_exit(
+    assert_both_finished_then_clean_exit(&mut server, signalled, &mut served);
+    assert_not_logged(
         &server,
-        &workers,
-        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
-         exited_ok=2 exited_error=0 exited_signal=0",
+        "killed by SIGINT",
+        "Ctrl-C must not kill the workers",
     );
 }
 
@@ -306,11 +318,9 @@ fn sigint_to_the_process_group_shuts_down_gracefully() {
 /// master and still finishes gracefully (status 0), promptly.
 #[test]
 fn stopped_worker_is_continued_and_finishes_gracefully() {
-    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
-    let mut stopped_client = server.connect_served();
-    let mut running_client = server.connect_served();
-    let stopped = server.worker_serving(&stopped_client);
-    let running = server.worker_serving(&running_client);
+    let mut server = start_with_grace(LONG_GRACE);
+    let mut served = serve_two(&server);
+    let stopped = served[0].1;
     send_signal(stopped, libc::SIGSTOP);
     wait_for("the worker to be stopped", TIMEOUT, || {
         (proc_state(stopped).map(|(state, _)| state) == Some('T')).then_some(())
@@ -318,28 +328,8 @@ fn stopped_worker_is_continued_and_finishes_gracefully() {
 
     let signalled = Instant::now();
     server.signal(libc::SIGTERM);
-    assert_eof(&mut stopped_client);
-    assert_eof(&mut running_client);
-    assert_finished_gracefully(&server, &stopped_client, stopped);
-    assert_finished_gracefully(&server, &running_client, running);
-
-    let status = server.wait_exit(TIMEOUT);
-    assert_eq!(status.code(), Some(0), "master exit status: {status}");
-    assert!(
-        signalled.elapsed() < PROMPT,
-        "shutdown waited for the grace period"
-    );
-    assert!(
-        !server.log().contains(" killed by "),
-        "log:\n{}",
-        server.log()
-    );
-    assert_clean_exit(
-        &server,
-        &[stopped, running],
-        "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
-         exited_ok=2 exited_error=0 exited_signal=0",
-    );
+    assert_both_finished_then_clean_exit(&mut server, signalled, &mut served);
+    assert_not_logged(&server, " killed by ", "no worker may be killed");
 }
 
 /// A worker that does not finish when asked (its SIGTERM is swallowed) is
@@ -347,52 +337,39 @@ fn stopped_worker_is_continued_and_finishes_gracefully() {
 /// worker exits 0 meanwhile; the master reaps both and exits 0.
 #[test]
 fn worker_outliving_the_grace_period_is_killed() {
-    let mut server = Server::start(&["--grace", "1", "--monitor-interval", "0"]);
-    let mut held_client = server.connect_served();
-    let mut prompt_client = server.connect_served();
-    let held = server.worker_serving(&held_client);
-    let prompt = server.worker_serving(&prompt_client);
+    let mut server = start_with_grace("1");
+    let (mut held_client, held) = server.connect_served_worker();
+    let mut prompt = [server.connect_served_worker()];
     let swallower = SigtermSwallower::attach(held);
 
     let signalled = Instant::now();
     server.signal(libc::SIGTERM);
     assert_listener_closed(&server, signalled, "SIGTERM");
     swallower.wait_swallowed();
-    assert_eof(&mut prompt_client);
-    assert_finished_gracefully(&server, &prompt_client, prompt);
+    assert_all_finished_gracefully(&server, &mut prompt);
 
-    let held_peer = held_client.local_addr().unwrap();
-    server.wait_for_log_line(&[&format!(
-        " WARN master[{}]: worker {held} killed by SIGKILL peer={held_peer} ",
-        server.pid
-    )]);
+    wait_killed(&server, &held_client, held);
     let killed_after = signalled.elapsed();
     assert!(
         killed_after >= Duration::from_secs(1),
         "the worker was killed {killed_after:?} after SIGTERM, before the 1 s grace period ended"
     );
     server.wait_for_log_line(&["]: grace period over: killing 1 remaining workers"]);
-    assert_eof(&mut held_client);
+    assert_connection_ended(&mut held_client, false, "the client of the killed worker");
     swallower.wait_done();
 
-    let status = server.wait_exit(TIMEOUT);
-    assert_eq!(status.code(), Some(0), "master exit status: {status}");
-    assert!(
-        signalled.elapsed() < PROMPT,
-        "shutdown took far longer than the grace period"
-    );
-    assert!(
-        !server
-            .log()
-            .contains(&format!("worker[{held}]: disconnect")),
-        "the held worker should never have seen its SIGTERM; log:\n{}",
-        server.log()
-    );
     assert_clean_exit(
-        &server,
-        &[held, prompt],
+        &mut server,
+        signalled,
+        "it took far longer than the grace period",
+        &[held, prompt[0].1],
         "active=0 peak=2 accepted=2 rejected=0 spawn_failures=0 accept_errors=0 \
          exited_ok=1 exited_error=0 exited_signal=1",
+    );
+    assert_not_logged(
+        &server,
+        &format!("worker[{held}]: disconnect"),
+        "the held worker should never have seen its SIGTERM",
     );
 }
 
@@ -400,9 +377,8 @@ fn worker_outliving_the_grace_period_is_killed() {
 /// instead of waiting out a 30 s grace period, and the master exits 0.
 #[test]
 fn second_sigterm_while_draining_kills_at_once() {
-    let mut server = Server::start(&["--grace", LONG_GRACE, "--monitor-interval", "0"]);
-    let mut held_client = server.connect_served();
-    let held = server.worker_serving(&held_client);
+    let mut server = start_with_grace(LONG_GRACE);
+    let (mut held_client, held) = server.connect_served_worker();
     let swallower = SigtermSwallower::attach(held);
 
     server.signal(libc::SIGTERM);
@@ -425,29 +401,21 @@ fn second_sigterm_while_draining_kills_at_once() {
         " WARN master[{}]: second stop signal (SIGTERM): killing 1 remaining workers",
         server.pid
     )]);
-    let held_peer = held_client.local_addr().unwrap();
-    server.wait_for_log_line(&[&format!(
-        " WARN master[{}]: worker {held} killed by SIGKILL peer={held_peer} ",
-        server.pid
-    )]);
-    assert_eof(&mut held_client);
+    wait_killed(&server, &held_client, held);
+    assert_connection_ended(&mut held_client, false, "the client of the killed worker");
     swallower.wait_done();
 
-    let status = server.wait_exit(TIMEOUT);
-    assert_eq!(status.code(), Some(0), "master exit status: {status}");
-    assert!(
-        second.elapsed() < PROMPT,
-        "the second SIGTERM did not cut the grace period short"
-    );
-    assert!(
-        !server.log().contains("grace period over"),
-        "log:\n{}",
-        server.log()
-    );
     assert_clean_exit(
-        &server,
+        &mut server,
+        second,
+        "the second SIGTERM did not cut the grace period short",
         &[held],
         "active=0 peak=1 accepted=1 rejected=0 spawn_failures=0 accept_errors=0 \
          exited_ok=0 exited_error=0 exited_signal=1",
+    );
+    assert_not_logged(
+        &server,
+        "grace period over",
+        "the grace period must not have run out",
     );
 }

@@ -9,7 +9,8 @@
 
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::fmt;
+use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -183,10 +184,7 @@ impl Server {
 
     /// A connected client with read and write timeouts.
     pub fn connect(&self) -> TcpStream {
-        let stream = TcpStream::connect(self.addr).expect("connect to the server");
-        stream.set_read_timeout(Some(TIMEOUT)).unwrap();
-        stream.set_write_timeout(Some(TIMEOUT)).unwrap();
-        stream
+        connect_to(self.addr)
     }
 
     /// A connected client whose worker is already running (its `connect`
@@ -195,6 +193,38 @@ impl Server {
         let mut stream = self.connect();
         assert_eq!(echo(&mut stream, b"ping\n"), b"ping\n");
         stream
+    }
+
+    /// A client whose worker is running (as `connect_served`) and the pid
+    /// of that worker (as `worker_serving`).
+    pub fn connect_served_worker(&self) -> (TcpStream, i32) {
+        let client = self.connect_served();
+        let worker = self.worker_serving(&client);
+        (client, worker)
+    }
+
+    /// The pid of the worker serving `client`: the one whose `connect` line
+    /// names `client`'s local address as its peer. Waits for that line.
+    pub fn worker_serving(&self, client: &TcpStream) -> i32 {
+        let suffix = format!(
+            "]: connect peer={}",
+            client.local_addr().expect("client's local address")
+        );
+        let line = wait_for(
+            &format!("a worker log line ending in {suffix:?}"),
+            TIMEOUT,
+            || {
+                self.log()
+                    .lines()
+                    .find(|l| l.ends_with(&suffix))
+                    .map(str::to_string)
+            },
+        );
+        let pid = line
+            .split_once(" worker[")
+            .and_then(|(_, rest)| rest.split_once(']'))
+            .and_then(|(pid, _)| pid.parse().ok());
+        pid.unwrap_or_else(|| panic!("no worker pid in the connect line {line:?}"))
     }
 
     pub fn dir(&self) -> &Path {
@@ -235,11 +265,28 @@ impl Server {
         wait_for(
             &format!("{count} log lines with {needle:?}"),
             TIMEOUT,
-            || (self.log().lines().filter(|l| l.contains(needle)).count() >= count).then_some(()),
+            || (count_lines(&self.log(), needle) >= count).then_some(()),
         )
     }
 
-    /// Live (non-zombie) children of the master: its workers.
+    /// Asks the master for a figures line (SIGUSR1) and returns it: the
+    /// first one logged after the signal. The lines are counted before
+    /// signalling, so an earlier figures line is never taken for it.
+    pub fn figures(&self) -> Figures {
+        let before = count_lines(whole_lines(&self.log()), FIGURES);
+        self.signal(libc::SIGUSR1);
+        let line = wait_for("a figures line after SIGUSR1", TIMEOUT, || {
+            whole_lines(&self.log())
+                .lines()
+                .filter(|l| l.contains(FIGURES))
+                .nth(before)
+                .map(str::to_string)
+        });
+        Figures::new(line)
+    }
+
+    /// Live (non-zombie) children of the master, its workers, in ascending
+    /// pid order.
     pub fn worker_pids(&self) -> Vec<i32> {
         children_of(self.pid)
             .into_iter()
@@ -248,7 +295,8 @@ impl Server {
             .collect()
     }
 
-    /// Waits until the master has exactly `n` live workers; returns them.
+    /// Waits until the master has exactly `n` live workers; returns them in
+    /// ascending pid order.
     pub fn wait_for_workers(&self, n: usize) -> Vec<i32> {
         wait_for(&format!("{n} live workers"), TIMEOUT, || {
             let pids = self.worker_pids();
@@ -320,38 +368,48 @@ pub fn send_signal(pid: i32, sig: i32) {
     unsafe { libc::kill(pid, sig) };
 }
 
-/// `(pid, state)` of every process whose parent is `parent`.
-pub fn children_of(parent: i32) -> Vec<(i32, char)> {
-    let mut out = Vec::new();
+/// Every process on the machine (the numeric entries of /proc), in
+/// ascending pid order.
+pub fn all_pids() -> Vec<i32> {
     let Ok(entries) = std::fs::read_dir("/proc") else {
-        return out;
+        return Vec::new();
     };
-    for entry in entries.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        if let Some((state, ppid)) = proc_state(pid)
-            && ppid == parent
-        {
-            out.push((pid, state));
-        }
-    }
-    out
+    let mut pids: Vec<i32> = entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse().ok()))
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// The fields of /proc/PID/stat after the command name — state, ppid,
+/// pgrp, … (`man 5 proc`: field N of the file is index N - 3 here) — if
+/// the process exists.
+pub fn stat_fields(pid: i32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: fields start after
+    // the last ')'.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    Some(rest.split(' ').map(str::to_string).collect())
+}
+
+/// `(pid, state)` of every process whose parent is `parent`, in ascending
+/// pid order.
+pub fn children_of(parent: i32) -> Vec<(i32, char)> {
+    all_pids()
+        .into_iter()
+        .filter_map(|pid| match proc_state(pid) {
+            Some((state, ppid)) if ppid == parent => Some((pid, state)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// `(state, ppid)` from /proc/PID/stat, if the process exists.
 pub fn proc_state(pid: i32) -> Option<(char, i32)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may hold spaces and parentheses: fields start after
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let mut fields = rest.split(' ');
-    let state = fields.next()?.chars().next()?;
-    let ppid = fields.next()?.parse().ok()?;
+    let fields = stat_fields(pid)?;
+    let state = fields.first()?.chars().next()?;
+    let ppid = fields.get(1)?.parse().ok()?;
     Some((state, ppid))
 }
 
@@ -374,12 +432,43 @@ pub fn open_fds(pid: i32) -> Vec<i32> {
     fds
 }
 
+/// A connected client of `addr` with read and write timeouts.
+pub fn connect_to(addr: SocketAddr) -> TcpStream {
+    let stream = TcpStream::connect(addr).expect("connect to the server");
+    stream.set_read_timeout(Some(TIMEOUT)).unwrap();
+    stream.set_write_timeout(Some(TIMEOUT)).unwrap();
+    stream
+}
+
 /// Sends `data` and reads back exactly as many bytes.
 pub fn echo(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
     stream.write_all(data).expect("send to the server");
     let mut back = vec![0u8; data.len()];
     stream.read_exact(&mut back).expect("read the echo back");
     back
+}
+
+/// Asserts that the server ended `client`'s connection: the client reads
+/// EOF, or a reset where `reset_ok` (the kernel had data nobody read),
+/// never data, within its read timeout. `whose` names the client in the
+/// failure message.
+pub fn assert_connection_ended(client: &mut TcpStream, reset_ok: bool, whose: &str) {
+    let expected = if reset_ok { "EOF or a reset" } else { "EOF" };
+    let mut buf = [0u8; 64];
+    match client.read(&mut buf) {
+        Ok(0) => {}
+        Err(e) if reset_ok && e.kind() == ErrorKind::ConnectionReset => {}
+        Ok(n) => panic!(
+            "{whose} should read {expected}, but read {:?}",
+            text(&buf[..n])
+        ),
+        Err(e) => panic!("{whose} should read {expected}, got: {e}"),
+    }
+}
+
+/// Bytes as text, invalid UTF-8 replaced, for comparisons and messages.
+pub fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
 }
 
 /// Runs `mpecho ARGS` with `stdin` as its input, bounded by `TIMEOUT`.
@@ -416,30 +505,82 @@ pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
     output
 }
 
+/// How many lines of `log` contain `needle`.
+pub fn count_lines(log: &str, needle: &str) -> usize {
+    log.lines().filter(|l| l.contains(needle)).count()
+}
+
+/// `log` up to its last newline: without a line still being written.
+fn whole_lines(log: &str) -> &str {
+    &log[..log.rfind('\n').map_or(0, |i| i + 1)]
+}
+
+/// The value of `key=` in a log line, up to the next space; fails if the
+/// line has no such field.
+pub fn log_field<'a>(line: &'a str, key: &str) -> &'a str {
+    let start = line
+        .find(&format!(" {key}="))
+        .unwrap_or_else(|| panic!("no {key}= in {line:?}"))
+        + key.len()
+        + 2;
+    line[start..].split(' ').next().unwrap_or("")
+}
+
+/// What marks the master's figures lines (not the final one).
+const FIGURES: &str = "]: figures ";
+
+/// A figures line of the master's, as `Server::figures` returns it:
+/// `… figures active=1 peak=1 accepted=1 …`, every field `name=value`.
+pub struct Figures {
+    line: String,
+}
+
+impl Figures {
+    fn new(line: String) -> Figures {
+        let (_, fields) = line
+            .split_once(FIGURES)
+            .unwrap_or_else(|| panic!("not a figures line: {line:?}"));
+        for field in fields.split(' ') {
+            assert!(field.contains('='), "bad field {field:?} in {line:?}");
+        }
+        Figures { line }
+    }
+
+    /// The whole log line.
+    pub fn line(&self) -> &str {
+        &self.line
+    }
+
+    /// The numeric field `name`; fails if there is none or it is not a
+    /// number.
+    pub fn get(&self, name: &str) -> u64 {
+        let value = log_field(&self.line, name);
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{name}={value} is not a number in {:?}", self.line))
+    }
+}
+
+/// Shows the line, so that `{figures:?}` in a failure message says it all.
+impl fmt::Debug for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.line, f)
+    }
+}
+
 /// A log line's shape: `YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL component[pid]: message`.
 pub fn is_well_formed_log_line(line: &str) -> bool {
+    // `9` stands for any digit; every other byte must be there as it is.
+    const STAMP: &[u8; 25] = b"9999-99-99T99:99:99.999Z ";
     let b = line.as_bytes();
-    let digits = |range: std::ops::Range<usize>| {
-        range
-            .clone()
-            .all(|i| b.get(i).is_some_and(u8::is_ascii_digit))
-    };
-    let stamp_ok = b.len() > 25
-        && digits(0..4)
-        && b[4] == b'-'
-        && digits(5..7)
-        && b[7] == b'-'
-        && digits(8..10)
-        && b[10] == b'T'
-        && digits(11..13)
-        && b[13] == b':'
-        && digits(14..16)
-        && b[16] == b':'
-        && digits(17..19)
-        && b[19] == b'.'
-        && digits(20..23)
-        && b[23] == b'Z'
-        && b[24] == b' ';
+    let stamp_ok = b.len() > STAMP.len()
+        && STAMP.iter().zip(b).all(|(&want, &got)| {
+            if want == b'9' {
+                got.is_ascii_digit()
+            } else {
+                got == want
+            }
+        });
     if !stamp_ok {
         return false;
     }
@@ -504,49 +645,13 @@ impl Drop for ChildGuard {
     }
 }
 
-impl Server {
-    /// The pid of the worker serving `client`: the one whose `connect` line
-    /// names `client`'s local address as its peer. Waits for that line.
-    pub fn worker_serving(&self, client: &TcpStream) -> i32 {
-        let suffix = format!(
-            "]: connect peer={}",
-            client.local_addr().expect("client's local address")
-        );
-        let line = wait_for(
-            &format!("a worker log line ending in {suffix:?}"),
-            TIMEOUT,
-            || {
-                self.log()
-                    .lines()
-                    .find(|l| l.ends_with(&suffix))
-                    .map(str::to_string)
-            },
-        );
-        let pid = line
-            .split_once(" worker[")
-            .and_then(|(_, rest)| rest.split_once(']'))
-            .and_then(|(pid, _)| pid.parse().ok());
-        pid.unwrap_or_else(|| panic!("no worker pid in the connect line {line:?}"))
-    }
-}
-
-/// Pids of the processes (zombies included) in process group `pgid`.
+/// Processes (zombies included) whose process group is `pgid`.
 pub fn process_group_members(pgid: i32) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|entry| entry.file_name().to_str()?.parse::<i32>().ok())
+    all_pids()
+        .into_iter()
         .filter(|&pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // Fields after the command name: state, ppid, pgrp.
-                    let rest = &stat[stat.rfind(')')? + 2..];
-                    rest.split(' ').nth(2)?.parse::<i32>().ok()
-                })
-                == Some(pgid)
+            // After the command name: state, ppid, pgrp.
+            stat_fields(pid).and_then(|fields| fields.get(2)?.parse::<i32>().ok()) == Some(pgid)
         })
         .collect()
 }
