@@ -7,9 +7,7 @@
 //! loss would be counted, not hidden). Bounded: `MESSAGES` per run and a
 //! 20 s deadline. Run with `cargo bench --bench chat_relay`.
 
-use std::io::{BufRead, BufReader};
-use std::net::{SocketAddr, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::net::UdpSocket;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -22,14 +20,9 @@ const PAYLOAD: &[u8] = b"a 64-byte chat message, relayed to nine others by the s
 const DEADLINE: Duration = Duration::from_secs(20);
 const RUNS: usize = 3;
 
-struct Server(Child);
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Server;
 
 fn main() {
     let mut rates = Vec::new();
@@ -47,24 +40,16 @@ fn main() {
 }
 
 fn one_run() -> (f64, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mpecho"))
-        .args(["chat-server", "-l", "127.0.0.1:0", "--log-level", "warn"])
-        .args(["--max-clients", &CLIENTS.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start mpecho chat-server");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let _server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .expect("a `listening on ADDR` line");
+    let server = Server::start(&[
+        "chat-server",
+        "-l",
+        "127.0.0.1:0",
+        "--log-level",
+        "warn",
+        "--max-clients",
+        &CLIENTS.to_string(),
+    ]);
+    let addr = server.addr;
 
     let sockets: Vec<UdpSocket> = (0..CLIENTS)
         .map(|_| {

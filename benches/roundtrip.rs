@@ -5,9 +5,8 @@
 //! Run with `cargo bench --bench roundtrip`. Bounded: 1000 round trips and
 //! a 60 s deadline; the server is stopped (SIGTERM, then SIGKILL) on exit.
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 const ROUND_TRIPS: usize = 1000;
@@ -17,50 +16,21 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const HELD: usize = 50;
 const MESSAGE: &[u8; 64] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
 
-struct Server(Child);
+mod support;
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        // SAFETY: kill has no memory effects.
-        unsafe { libc::kill(self.0.id() as i32, libc::SIGTERM) };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::Server;
 
 fn main() {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mpecho"))
-        .args([
-            "serve",
-            "-l",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-            "--monitor-interval",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start mpecho serve");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let server = Server(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("read the listening line");
-    let addr: SocketAddr = line
-        .trim()
-        .strip_prefix("listening on ")
-        .and_then(|a| a.parse().ok())
-        .expect("a `listening on ADDR` line");
+    let server = Server::start(&[
+        "serve",
+        "-l",
+        "127.0.0.1:0",
+        "--log-level",
+        "warn",
+        "--monitor-interval",
+        "0",
+    ]);
+    let addr = server.addr;
 
     let started = Instant::now();
     let mut samples = Vec::with_capacity(ROUND_TRIPS);
@@ -92,7 +62,7 @@ fn main() {
         samples.len() as f64 / started.elapsed().as_secs_f64()
     );
 
-    let master = server.0.id() as i32;
+    let master = server.pid();
     let mut held = Vec::with_capacity(HELD);
     for _ in 0..HELD {
         let mut stream = TcpStream::connect(addr).expect("connect a held client");

@@ -14,7 +14,7 @@ use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -73,7 +73,26 @@ pub enum Sink {
     File(OwnedFd),
 }
 
+/// The log file named on the command line could not be opened.
+#[derive(Debug, thiserror::Error)]
+#[error("could not open log file {}: {source}", path.display())]
+pub struct OpenLogError {
+    path: PathBuf,
+    source: io::Error,
+}
+
 impl Sink {
+    /// The sink a server's `--log-file` asks for: that file, or stderr.
+    pub fn for_option(path: Option<&Path>) -> Result<Sink, OpenLogError> {
+        match path {
+            Some(path) => Sink::open_file(path).map_err(|source| OpenLogError {
+                path: path.to_path_buf(),
+                source,
+            }),
+            None => Ok(Sink::Stderr),
+        }
+    }
+
     /// Opens `path` for appending (creating it with mode 0644 if missing).
     ///
     /// The descriptor is moved to number 5 or above: workers receive the log

@@ -36,11 +36,10 @@ pub fn sender_tag(sender: SocketAddr) -> String {
     }
 }
 
-/// Whether a datagram is the `END` message (optionally with `\n` or `\r\n`).
+/// Whether a datagram is the `END` message: exactly `END`, `END\n` or
+/// `END\r\n`, nothing else (a stray `\r` alone is text to relay).
 pub fn is_end(datagram: &[u8]) -> bool {
-    let text = datagram.strip_suffix(b"\n").unwrap_or(datagram);
-    let text = text.strip_suffix(b"\r").unwrap_or(text);
-    text == END
+    [b"END".as_slice(), b"END\n", b"END\r\n"].contains(&datagram)
 }
 
 #[cfg(test)]
@@ -63,6 +62,7 @@ mod tests {
         assert!(is_end(b"END\n"));
         assert!(is_end(b"END\r\n"));
         assert!(!is_end(b"END\n\n"));
+        assert!(!is_end(b"END\r"));
         assert!(!is_end(b"ENDS"));
         assert!(!is_end(b" END"));
     }

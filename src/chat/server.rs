@@ -15,7 +15,7 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::cli::ChatServerArgs;
-use crate::log::{self, Sink, debug, info, warning};
+use crate::log::{self, OpenLogError, Sink, debug, info, warning};
 use crate::net::{self, display_addr};
 use crate::signals::Signals;
 use crate::sys;
@@ -51,11 +51,8 @@ pub struct Config {
 pub enum ChatServerError {
     #[error("could not listen on {addr}: {reason}")]
     Bind { addr: SocketAddr, reason: String },
-    #[error("could not open log file {}: {source}", path.display())]
-    LogFile {
-        path: std::path::PathBuf,
-        source: io::Error,
-    },
+    #[error(transparent)]
+    LogFile(#[from] OpenLogError),
     #[error("could not set up the socket: {0}")]
     Socket(io::Error),
     #[error("could not install signal handlers: {0}")]
@@ -78,13 +75,7 @@ pub fn main(args: ChatServerArgs) -> ExitCode {
 }
 
 fn serve(args: ChatServerArgs) -> Result<(), ChatServerError> {
-    let sink = match &args.log_file {
-        Some(path) => Sink::open_file(path).map_err(|source| ChatServerError::LogFile {
-            path: path.clone(),
-            source,
-        })?,
-        None => Sink::Stderr,
-    };
+    let sink = Sink::for_option(args.log_file.as_deref())?;
     let socket = UdpSocket::bind(args.listen).map_err(|e| ChatServerError::Bind {
         addr: args.listen,
         reason: net::explain_bind_error(&e),

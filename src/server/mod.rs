@@ -24,12 +24,11 @@ mod workers;
 
 use std::io;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use crate::cli::{OnFull, ServeArgs};
-use crate::log::{self, Sink};
+use crate::log::{self, OpenLogError, Sink};
 use crate::net;
 use crate::sys;
 
@@ -53,8 +52,8 @@ pub struct Config {
 pub enum ServeError {
     #[error("could not listen on {addr}: {reason}")]
     Bind { addr: String, reason: String },
-    #[error("could not open log file {}: {source}", path.display())]
-    LogFile { path: PathBuf, source: io::Error },
+    #[error(transparent)]
+    LogFile(#[from] OpenLogError),
     #[error("could not mark inherited descriptors close-on-exec: {0}")]
     InheritedFds(io::Error),
     #[error("could not install signal handlers: {0}")]
@@ -85,13 +84,7 @@ pub fn main(args: ServeArgs) -> ExitCode {
 fn serve(args: ServeArgs) -> Result<(), ServeError> {
     sys::close_inherited_fds_on_exec().map_err(ServeError::InheritedFds)?;
     let identity = privileges::resolve(args.user.as_deref(), args.group.as_deref())?;
-    let sink = match &args.log_file {
-        Some(path) => Sink::open_file(path).map_err(|source| ServeError::LogFile {
-            path: path.clone(),
-            source,
-        })?,
-        None => Sink::Stderr,
-    };
+    let sink = Sink::for_option(args.log_file.as_deref())?;
     let listener = listener::bind(args.listen, args.backlog).map_err(|e| ServeError::Bind {
         addr: args.listen.to_string(),
         reason: net::explain_bind_error(&e),

@@ -166,7 +166,10 @@ mod tests {
         // Right after the summary, the next event is written in full.
         let later = t0 + INTERVAL + Duration::from_millis(1);
         throttle.log(Kind::RejectedFull, Level::Warn, later, format_args!("next"));
-        assert_eq!(throttle.slots[Kind::RejectedFull.index()].last_line, Some(later));
+        assert_eq!(
+            throttle.slots[Kind::RejectedFull.index()].last_line,
+            Some(later)
+        );
         assert_eq!(throttle.slots[Kind::RejectedFull.index()].suppressed, 0);
     }
 }

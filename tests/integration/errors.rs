@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
-use crate::util::{ChildGuard, all_pids, mpecho_bin, run_mpecho, stat_fields, text};
+use crate::util::{ChildGuard, mpecho_bin, process_group_members, run_mpecho, text};
 
 /// Every serve option, as `--help` must list it.
 const SERVE_OPTIONS: [&str; 7] = [
@@ -31,17 +31,6 @@ fn run_in_own_group(mut command: Command) -> (Output, i32) {
     let mut child = ChildGuard(command.spawn().expect("start the command"));
     let pid = child.0.id() as i32;
     (child.wait_output(), pid)
-}
-
-/// Processes (zombies included) whose process group is `pgid`.
-fn group_members(pgid: i32) -> Vec<i32> {
-    all_pids()
-        .into_iter()
-        .filter(|&pid| {
-            // After the command name: state, ppid, pgrp.
-            stat_fields(pid).and_then(|fields| fields.get(2)?.parse::<i32>().ok()) == Some(pgid)
-        })
-        .collect()
 }
 
 /// Runs `mpecho worker` by hand, in a shell that first applies
@@ -92,7 +81,7 @@ fn serve_refused_with(args: &[&str]) -> String {
     let line = single_stderr_line(&output);
     assert_no_stdout(&output);
     assert_eq!(
-        group_members(pgid),
+        process_group_members(pgid),
         Vec::<i32>::new(),
         "processes left behind"
     );

@@ -764,3 +764,14 @@ pub fn assert_log_lines(server: &Server, needle: &str, expected: usize) {
         "lines with {needle:?}; log:\n{log}"
     );
 }
+
+/// Processes (zombies included) whose process group is `pgid`.
+pub fn process_group_members(pgid: i32) -> Vec<i32> {
+    all_pids()
+        .into_iter()
+        .filter(|&pid| {
+            // After the command name: state, ppid, pgrp.
+            stat_fields(pid).and_then(|fields| fields.get(2)?.parse::<i32>().ok()) == Some(pgid)
+        })
+        .collect()
+}
