@@ -498,20 +498,30 @@ pub struct UserEntry {
     pub gid: u32,
 }
 
-/// Looks a user up by name (through NSS, like every other tool); `Ok(None)`
-/// when there is no such user.
-pub fn lookup_user(name: &str) -> io::Result<Option<UserEntry>> {
-    let c_name = c_string(name)?;
-    let mut buf = vec![0 as c_char; 16 * 1024];
-    // SAFETY: a zeroed passwd is a valid out-parameter.
-    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::passwd = ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; the strings the entry
-    // points to live in `buf`, which we do not read through them.
+/// The signature shared by `getpwnam_r` and `getgrnam_r`.
+type NssLookup<T> = unsafe extern "C" fn(
+    *const c_char,
+    *mut T,
+    *mut c_char,
+    libc::size_t,
+    *mut *mut T,
+) -> c_int;
+
+/// Calls a reentrant NSS lookup by name; `Ok(None)` when nothing has that
+/// name. The entry's string fields point into a local buffer and must not be
+/// read by the caller: only its numeric fields are used.
+fn nss_lookup<T>(name: &CString, lookup: NssLookup<T>) -> io::Result<Option<T>> {
+    // Large enough for any ordinary passwd or group entry (glibc's own
+    // sysconf suggestion is 1 KiB for passwd, 16 KiB for large groups).
+    let mut buf = vec![0 as c_char; 64 * 1024];
+    let mut entry = MaybeUninit::<T>::zeroed();
+    let mut result: *mut T = ptr::null_mut();
+    // SAFETY: every pointer is valid for the call; the function fills
+    // `entry` (strings in `buf`) and sets `result` to it or to null.
     let ret = unsafe {
-        libc::getpwnam_r(
-            c_name.as_ptr(),
-            &mut entry,
+        lookup(
+            name.as_ptr(),
+            entry.as_mut_ptr(),
             buf.as_mut_ptr(),
             buf.len(),
             &mut result,
@@ -523,34 +533,24 @@ pub fn lookup_user(name: &str) -> io::Result<Option<UserEntry>> {
     if result.is_null() {
         return Ok(None);
     }
-    Ok(Some(UserEntry {
-        name: c_name,
+    // SAFETY: a non-null result means the entry was filled in.
+    Ok(Some(unsafe { entry.assume_init() }))
+}
+
+/// Looks a user up by name (through NSS, like every other tool); `Ok(None)`
+/// when there is no such user.
+pub fn lookup_user(name: &str) -> io::Result<Option<UserEntry>> {
+    let c_name = c_string(name)?;
+    Ok(nss_lookup(&c_name, libc::getpwnam_r)?.map(|entry| UserEntry {
         uid: entry.pw_uid,
         gid: entry.pw_gid,
+        name: c_name,
     }))
 }
 
 /// Looks a group up by name; `Ok(None)` when there is no such group.
 pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
-    let c_name = c_string(name)?;
-    let mut buf = vec![0 as c_char; 64 * 1024];
-    // SAFETY: a zeroed group is a valid out-parameter.
-    let mut entry: libc::group = unsafe { std::mem::zeroed() };
-    let mut result: *mut libc::group = ptr::null_mut();
-    // SAFETY: as in lookup_user.
-    let ret = unsafe {
-        libc::getgrnam_r(
-            c_name.as_ptr(),
-            &mut entry,
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::from_raw_os_error(ret));
-    }
-    Ok((!result.is_null()).then_some(entry.gr_gid))
+    Ok(nss_lookup(&c_string(name)?, libc::getgrnam_r)?.map(|entry| entry.gr_gid))
 }
 
 /// Becomes `user` for good: its supplementary groups plus `gid`
