@@ -499,13 +499,8 @@ pub struct UserEntry {
 }
 
 /// The signature shared by `getpwnam_r` and `getgrnam_r`.
-type NssLookup<T> = unsafe extern "C" fn(
-    *const c_char,
-    *mut T,
-    *mut c_char,
-    libc::size_t,
-    *mut *mut T,
-) -> c_int;
+type NssLookup<T> =
+    unsafe extern "C" fn(*const c_char, *mut T, *mut c_char, libc::size_t, *mut *mut T) -> c_int;
 
 /// Calls a reentrant NSS lookup by name; `Ok(None)` when nothing has that
 /// name. The entry's string fields point into a local buffer and must not be
@@ -541,11 +536,13 @@ fn nss_lookup<T>(name: &CString, lookup: NssLookup<T>) -> io::Result<Option<T>> 
 /// when there is no such user.
 pub fn lookup_user(name: &str) -> io::Result<Option<UserEntry>> {
     let c_name = c_string(name)?;
-    Ok(nss_lookup(&c_name, libc::getpwnam_r)?.map(|entry| UserEntry {
-        uid: entry.pw_uid,
-        gid: entry.pw_gid,
-        name: c_name,
-    }))
+    Ok(
+        nss_lookup(&c_name, libc::getpwnam_r)?.map(|entry| UserEntry {
+            uid: entry.pw_uid,
+            gid: entry.pw_gid,
+            name: c_name,
+        }),
+    )
 }
 
 /// Looks a group up by name; `Ok(None)` when there is no such group.
