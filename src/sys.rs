@@ -490,81 +490,20 @@ pub fn effective_uid() -> u32 {
     unsafe { libc::geteuid() }
 }
 
-/// A user account as found by `getpwnam`.
-#[derive(Debug, Clone)]
-pub struct UserEntry {
-    pub name: CString,
-    pub uid: u32,
-    pub gid: u32,
-}
-
-/// The signature shared by `getpwnam_r` and `getgrnam_r`.
-type NssLookup<T> =
-    unsafe extern "C" fn(*const c_char, *mut T, *mut c_char, libc::size_t, *mut *mut T) -> c_int;
-
-/// Calls a reentrant NSS lookup by name; `Ok(None)` when nothing has that
-/// name. The entry's string fields point into a local buffer and must not be
-/// read by the caller: only its numeric fields are used.
-fn nss_lookup<T>(name: &CString, lookup: NssLookup<T>) -> io::Result<Option<T>> {
-    // Large enough for any ordinary passwd or group entry (glibc's own
-    // sysconf suggestion is 1 KiB for passwd, 16 KiB for large groups).
-    let mut buf = vec![0 as c_char; 64 * 1024];
-    let mut entry = MaybeUninit::<T>::zeroed();
-    let mut result: *mut T = ptr::null_mut();
-    // SAFETY: every pointer is valid for the call; the function fills
-    // `entry` (strings in `buf`) and sets `result` to it or to null.
-    let ret = unsafe {
-        lookup(
-            name.as_ptr(),
-            entry.as_mut_ptr(),
-            buf.as_mut_ptr(),
-            buf.len(),
-            &mut result,
-        )
-    };
-    if ret != 0 {
-        return Err(io::Error::from_raw_os_error(ret));
-    }
-    if result.is_null() {
-        return Ok(None);
-    }
-    // SAFETY: a non-null result means the entry was filled in.
-    Ok(Some(unsafe { entry.assume_init() }))
-}
-
-/// Looks a user up by name (through NSS, like every other tool); `Ok(None)`
-/// when there is no such user.
-pub fn lookup_user(name: &str) -> io::Result<Option<UserEntry>> {
-    let c_name = c_string(name)?;
-    Ok(
-        nss_lookup(&c_name, libc::getpwnam_r)?.map(|entry| UserEntry {
-            uid: entry.pw_uid,
-            gid: entry.pw_gid,
-            name: c_name,
-        }),
-    )
-}
-
-/// Looks a group up by name; `Ok(None)` when there is no such group.
-pub fn lookup_group(name: &str) -> io::Result<Option<u32>> {
-    Ok(nss_lookup(&c_string(name)?, libc::getgrnam_r)?.map(|entry| entry.gr_gid))
-}
-
-/// Becomes `user` for good: its supplementary groups plus `gid`
-/// (`initgroups`), then group `gid`, then the user id, in that order (once
-/// the uid is dropped, the groups can no longer be changed). Checks
-/// afterwards that root cannot be regained.
-pub fn become_user(user: &UserEntry, gid: u32) -> io::Result<()> {
-    // SAFETY: the name is a valid C string; these calls only change the
-    // process credentials. The process is single-threaded here (glibc
-    // would otherwise have to broadcast the change to every thread).
+/// Becomes user `uid` for good: supplementary `groups`, then group `gid`,
+/// then the user id, in that order (once the uid is dropped, the groups can
+/// no longer be changed). Checks afterwards that root cannot be regained.
+pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
+    // SAFETY: `groups` is a valid slice of gid_t for its length; these calls
+    // only change the process credentials. The process is single-threaded
+    // here, so no other thread keeps the old credentials.
     unsafe {
-        check(libc::initgroups(user.name.as_ptr(), gid))?;
+        check(libc::setgroups(groups.len(), groups.as_ptr()))?;
         check(libc::setgid(gid))?;
-        check(libc::setuid(user.uid))?;
+        check(libc::setuid(uid))?;
     }
     // SAFETY: as above; this call must fail.
-    if user.uid != 0 && unsafe { libc::setuid(0) } == 0 {
+    if uid != 0 && unsafe { libc::setuid(0) } == 0 {
         return Err(io::Error::other(
             "root could be regained after dropping privileges",
         ));

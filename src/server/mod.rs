@@ -11,6 +11,7 @@
 //! a signal handler.
 
 mod accept;
+mod accounts;
 mod capacity;
 mod event_loop;
 pub mod listener;
