@@ -9,10 +9,11 @@
 //! (status 1).
 
 use std::io::{self, BufRead, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, TcpStream};
 use std::process::ExitCode;
 
 use crate::cli::ClientArgs;
+use crate::net;
 
 /// Entry point for `mpecho client`.
 pub fn main(args: ClientArgs) -> ExitCode {
@@ -38,9 +39,7 @@ pub fn main(args: ClientArgs) -> ExitCode {
 
 /// Connects to the first address of `host` that accepts.
 fn connect(host: &str, port: u16) -> Result<TcpStream, String> {
-    let addrs = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("could not resolve {host}: {e}"))?;
+    let addrs = net::resolve(host, port)?;
     let mut last_error = None;
     for addr in addrs {
         match TcpStream::connect(addr) {

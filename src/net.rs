@@ -4,7 +4,9 @@
 //! Nothing here opens a socket.
 
 use std::io::{self, Write};
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+
+use crate::sys;
 
 /// The address as people expect to read it: an IPv4 client reaching a
 /// dual-stack (`[::]`) listener arrives as `::ffff:a.b.c.d`, and is shown
@@ -16,6 +18,32 @@ pub fn display_addr(addr: SocketAddr) -> SocketAddr {
             None => addr,
         },
         IpAddr::V4(_) => addr,
+    }
+}
+
+/// The addresses of `host` (a name or an IP literal) at `port`, as a
+/// sentence-ready error when there are none.
+pub fn resolve(host: &str, port: u16) -> Result<Vec<SocketAddr>, String> {
+    // Before the first lookup: keep the static binary away from external
+    // NSS modules (see sys::resolve_hosts_with_files_and_dns). A failure
+    // leaves nsswitch.conf in charge, which is what a dynamic build does.
+    let _ = sys::resolve_hosts_with_files_and_dns();
+    let addrs: Vec<SocketAddr> = (host, port)
+        .to_socket_addrs()
+        .map_err(|e| format!("could not resolve {host}: {e}"))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(format!("{host} has no address"));
+    }
+    Ok(addrs)
+}
+
+/// The wildcard address of `peer`'s family, port 0: where a client socket
+/// binds before it talks to `peer`.
+pub fn unspecified_for(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V4(_) => SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 0),
+        SocketAddr::V6(_) => SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0),
     }
 }
 

@@ -12,12 +12,13 @@
 //! handled once, by the parent.
 
 use std::io;
-use std::net::{ToSocketAddrs, UdpSocket};
+use std::net::UdpSocket;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use crate::cli::ChatArgs;
+use crate::net;
 use crate::signals::Signals;
 use crate::sys::{self, Disposition, ExitKind, Forked, SignalSet, pid_t};
 
@@ -78,16 +79,8 @@ pub fn main(args: ChatArgs) -> ExitCode {
 /// A UDP socket connected to the server, so that the kernel filters out
 /// datagrams from anyone else and reports ICMP errors to us.
 fn connect(host: &str, port: u16) -> Result<UdpSocket, String> {
-    let addr = (host, port)
-        .to_socket_addrs()
-        .map_err(|e| format!("could not resolve {host}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{host} has no address"))?;
-    let local: std::net::SocketAddr = if addr.is_ipv4() {
-        "0.0.0.0:0".parse().map_err(|e| format!("{e}"))?
-    } else {
-        "[::]:0".parse().map_err(|e| format!("{e}"))?
-    };
+    let addr = net::resolve(host, port)?[0];
+    let local = net::unspecified_for(addr);
     let socket = UdpSocket::bind(local).map_err(|e| format!("could not open a UDP socket: {e}"))?;
     socket
         .connect(addr)
