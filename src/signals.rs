@@ -48,6 +48,16 @@ impl Signals {
         sys::wait_for_events(fds, timeout, &self.wait_mask)
     }
 
+    /// Like [`Signals::wait`], for descriptors registered with `epoll`.
+    pub fn wait_epoll(
+        &self,
+        epoll: &sys::Epoll,
+        events: &mut [sys::EpollEvent],
+        timeout: Option<Duration>,
+    ) -> io::Result<usize> {
+        epoll.wait(events, timeout, &self.wait_mask)
+    }
+
     /// Whether `sig` arrived since the last call, clearing the flag.
     pub fn take(&self, sig: c_int) -> bool {
         usize::try_from(sig)

@@ -1,24 +1,30 @@
 //! The master's single-threaded event loop: wait, then act on what woke us.
 //!
-//! One `ppoll` waits for the listener, a handled signal, or the next timer
-//! (monitor tick, end of an accept pause, end of the grace period). After
-//! each wake-up the loop reaps first (so the worker count is exact), then
-//! handles shutdown and report requests, then accepts a bounded batch. Every
+//! One `epoll_pwait` waits for the listener, a worker's pidfd (readable when
+//! it exits), a handled signal, or the next timer (monitor tick, end of an
+//! accept pause, warning summaries, end of the grace period). After each
+//! wake-up the loop reaps first (so the worker count is exact), then handles
+//! shutdown and report requests, then accepts a bounded batch. Every
 //! decision about workers is taken here, in order, never in a handler.
+//!
+//! Why pidfds in epoll rather than `waitpid(-1)` on SIGCHLD: `waitpid(-1)`
+//! scans every child in the kernel, so with 5,000 workers held each reap
+//! cost about 70 µs and a connection through a fresh worker 1.4 times as
+//! much as with none; `waitid(P_PIDFD)` looks at the one child that ended.
 
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::time::Instant;
 
 use crate::log::{self, Level, debug, info};
 use crate::net::{self, display_addr};
 use crate::signals::Signals;
-use crate::sys;
+use crate::sys::{self, Epoll, EpollEvent, pid_t};
 
 use super::accept::{ACCEPT_BATCH, Accept, Acceptor, BACKOFF};
 use super::monitor::{Counters, Figures, Schedule};
-use super::reap::reap_children;
+use super::reap::{reap_children, reap_worker};
 use super::shutdown::{Draining, begin_shutdown};
 use super::spawn::Spawner;
 use super::throttle::{Kind, Throttle};
@@ -29,9 +35,29 @@ use super::{Config, OnFull, ServeError};
 /// workers, together with SIGPIPE, which the Rust runtime ignores.
 const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
 
+/// Pidfds are kept at or above this number (or a quarter of the
+/// descriptor limit, if that is lower), clear of the low descriptors
+/// (listener, log, the client being handed over): `spawn` copies only the
+/// descriptors below the highest one the child needs, so a master holding
+/// ten thousand pidfds spawns as cheaply as an idle one (measured: 0.80 ms
+/// per connection with 10,000 held, 0.84 ms with none).
+const PIDFD_BASE: i32 = 1024;
+
+/// The listener's token in epoll; workers are registered by pid.
+const LISTENER: u64 = u64::MAX;
+
+/// Readiness events taken per wake-up.
+const EVENTS_PER_WAKE: usize = 256;
+
 pub struct Master {
     config: Config,
     signals: Signals,
+    epoll: Epoll,
+    /// Whether the listener is registered in `epoll` right now.
+    listener_registered: bool,
+    events: Vec<EpollEvent>,
+    /// Where pidfds are placed (see PIDFD_BASE).
+    pidfd_base: i32,
     /// `None` once shutdown began: closing it is what refuses new clients.
     acceptor: Option<Acceptor>,
     spawner: Spawner,
@@ -53,6 +79,7 @@ impl Master {
     /// (`listening on ADDR` on stdout) once nothing can fail any more.
     pub fn boot(listener: TcpListener, config: Config) -> Result<Master, ServeError> {
         let signals = Signals::install(&HANDLED).map_err(ServeError::Signals)?;
+        let epoll = Epoll::new().map_err(ServeError::Epoll)?;
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
@@ -65,6 +92,10 @@ impl Master {
             workers: Workers::with_capacity(config.max_workers.min(65_536)),
             config,
             signals,
+            epoll,
+            listener_registered: false,
+            events: vec![EpollEvent { events: 0, u64: 0 }; EVENTS_PER_WAKE],
+            pidfd_base: pidfd_base(),
             acceptor: Some(acceptor),
             spawner,
             counters: Counters::default(),
@@ -94,26 +125,26 @@ impl Master {
                 break;
             }
             let listening = self.listener_watched(now);
-            let mut fds = [libc::pollfd {
-                fd: self.acceptor.as_ref().map_or(-1, |a| a.fd().as_raw_fd()),
-                events: libc::POLLIN,
-                revents: 0,
-            }];
-            let watched = if listening {
-                &mut fds[..]
-            } else {
-                &mut fds[..0]
-            };
+            self.watch_listener(listening)?;
             let timeout = self
                 .next_deadline()
                 .map(|d| d.saturating_duration_since(now));
-            self.signals
-                .wait(watched, timeout)
+            let mut events = std::mem::take(&mut self.events);
+            let ready = self
+                .signals
+                .wait_epoll(&self.epoll, &mut events, timeout)
                 .map_err(ServeError::Wait)?;
-            let readable = listening && fds[0].revents != 0;
+            let mut listener_ready = false;
+            for event in &events[..ready] {
+                match event.u64 {
+                    LISTENER => listener_ready = true,
+                    pid => reap_worker(pid as pid_t, &mut self.workers, &mut self.counters),
+                }
+            }
+            self.events = events;
 
             self.handle_signals();
-            if readable && self.acceptor.is_some() {
+            if listener_ready && self.listener_registered && self.acceptor.is_some() {
                 self.accept_batch();
             }
             self.on_timers(Instant::now());
@@ -121,6 +152,27 @@ impl Master {
         self.throttle.flush_all();
         info!("final figures {}", self.figures());
         info!("exiting: all workers reaped");
+        Ok(())
+    }
+
+    /// Registers or unregisters the listener so that epoll reports it only
+    /// while we want to accept (it is level-triggered: a listener left
+    /// registered during a pause would wake the loop in a spin).
+    fn watch_listener(&mut self, wanted: bool) -> Result<(), ServeError> {
+        let Some(acceptor) = &self.acceptor else {
+            // Closing the listener removed it from epoll.
+            self.listener_registered = false;
+            return Ok(());
+        };
+        if wanted != self.listener_registered {
+            if wanted {
+                self.epoll.add(acceptor.fd(), LISTENER)
+            } else {
+                self.epoll.delete(acceptor.fd())
+            }
+            .map_err(ServeError::Epoll)?;
+            self.listener_registered = wanted;
+        }
         Ok(())
     }
 
@@ -168,7 +220,9 @@ impl Master {
     }
 
     fn handle_signals(&mut self) {
-        if self.signals.take(libc::SIGCHLD) {
+        // Workers with a pidfd are reaped through epoll; SIGCHLD matters
+        // only for those without one (pidfd_open failed, e.g. EMFILE).
+        if self.signals.take(libc::SIGCHLD) && self.workers.without_pidfd() > 0 {
             reap_children(&mut self.workers, &mut self.counters);
         }
         for sig in [libc::SIGTERM, libc::SIGINT] {
@@ -291,13 +345,7 @@ impl Master {
         }
         match self.spawner.spawn_worker(&client, peer) {
             Ok(pid) => {
-                let pidfd = match sys::pidfd_open(pid) {
-                    Ok(fd) => Some(fd),
-                    Err(e) => {
-                        debug!("no pidfd for worker {pid} ({e}); signalling it by pid");
-                        None
-                    }
-                };
+                let pidfd = self.watch_worker(pid);
                 self.workers.insert(
                     pid,
                     Worker {
@@ -329,6 +377,22 @@ impl Master {
         }
     }
 
+    /// A pidfd for a new worker, kept high and registered in epoll, or
+    /// `None` (the worker is then reaped by the SIGCHLD scan and signalled
+    /// by pid, which is safe: its pid stays ours until we reap it).
+    fn watch_worker(&self, pid: pid_t) -> Option<OwnedFd> {
+        let pidfd = sys::pidfd_open(pid)
+            .and_then(|fd| sys::dup_at_least(fd.as_fd(), self.pidfd_base))
+            .and_then(|fd| self.epoll.add(fd.as_fd(), pid as u64).map(|()| fd));
+        match pidfd {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                debug!("no pidfd for worker {pid} ({e}); reaping and signalling it by pid");
+                None
+            }
+        }
+    }
+
     fn pause_accepting(&mut self) {
         self.paused_until = Some(Instant::now() + BACKOFF);
     }
@@ -341,6 +405,11 @@ impl Master {
             uptime: self.started.elapsed(),
         }
     }
+}
+
+fn pidfd_base() -> i32 {
+    let soft = sys::get_limit(sys::Resource::OpenFiles).map_or(0, |l| l.soft);
+    (soft / 4).clamp(8, PIDFD_BASE as u64) as i32
 }
 
 /// EAGAIN from process creation (RLIMIT_NPROC, pid or thread limits) and

@@ -67,6 +67,8 @@ pub enum ServeError {
     Announce(io::Error),
     #[error("waiting for events failed: {0}")]
     Wait(io::Error),
+    #[error("could not set up epoll: {0}")]
+    Epoll(io::Error),
     #[error(transparent)]
     Privileges(#[from] privileges::PrivilegeError),
 }

@@ -1,8 +1,9 @@
-//! Reaping workers: `waitpid(-1, WNOHANG)` until it returns 0.
-//!
-//! Called from the main loop only, after a SIGCHLD flag was seen (DESIGN §3).
-//! SIGCHLDs coalesce: one flag may stand for many exits, so one call reaps
-//! every child that has ended, never just one.
+//! Reaping workers, from the main loop only (DESIGN §3), in one of two ways:
+//! `reap_worker` for a worker whose pidfd epoll reported readable
+//! (`waitid(P_PIDFD)`, one child looked at), and `reap_children`, the
+//! classic `waitpid(-1, WNOHANG)` until it returns 0, after a SIGCHLD when
+//! some worker has no pidfd. SIGCHLDs coalesce: one flag may stand for many
+//! exits, so that call reaps every child that has ended, never just one.
 
 use crate::log::{error, info, warning};
 use crate::sys::{self, ExitKind, pid_t};
@@ -23,6 +24,20 @@ pub fn reap_children(workers: &mut Workers, counters: &mut Counters) {
                 return;
             }
         }
+    }
+}
+
+/// Reaps worker `pid` after its pidfd became readable.
+pub fn reap_worker(pid: pid_t, workers: &mut Workers, counters: &mut Counters) {
+    // Already reaped by a SIGCHLD scan in this same wake-up.
+    let Some(pidfd) = workers.pidfd(pid) else {
+        return;
+    };
+    match sys::reap_pidfd(pidfd) {
+        Ok(Some(how)) => record_exit(pid, how, workers, counters),
+        // Readable means ended; a spurious wake-up costs one call.
+        Ok(None) => {}
+        Err(e) => error!("waitid for worker {pid} failed: {e}"),
     }
 }
 

@@ -82,7 +82,7 @@ impl Spawner {
 
     /// Starts a worker for `client` (whose address is `peer`), returning
     /// its pid.
-    pub fn spawn_worker(&self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
+    pub fn spawn_worker(&mut self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
         // The client is normally far above 4 (the listener, the log and the
         // spare descriptor come first), but if it landed on 3 or 4 the
         // dup2 sequence would clobber it or leave close-on-exec set on it

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::collections::hash_map::Entry;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use crate::sys::{self, pid_t};
@@ -44,6 +44,8 @@ pub struct Workers {
     live: HashMap<pid_t, Worker>,
     per_ip: HashMap<IpAddr, usize>,
     peak: usize,
+    /// Live workers without a pidfd, which only a SIGCHLD scan can reap.
+    without_pidfd: usize,
 }
 
 impl Workers {
@@ -52,11 +54,13 @@ impl Workers {
             live: HashMap::with_capacity(capacity),
             per_ip: HashMap::new(),
             peak: 0,
+            without_pidfd: 0,
         }
     }
 
     pub fn insert(&mut self, pid: pid_t, worker: Worker) {
         *self.per_ip.entry(worker.peer.ip()).or_insert(0) += 1;
+        self.without_pidfd += usize::from(worker.pidfd.is_none());
         let previous = self.live.insert(pid, worker);
         debug_assert!(
             previous.is_none(),
@@ -69,6 +73,7 @@ impl Workers {
     /// what was known about it.
     pub fn remove(&mut self, pid: pid_t) -> Option<Worker> {
         let worker = self.live.remove(&pid)?;
+        self.without_pidfd -= usize::from(worker.pidfd.is_none());
         match self.per_ip.entry(worker.peer.ip()) {
             Entry::Occupied(mut count) => {
                 *count.get_mut() -= 1;
@@ -89,6 +94,16 @@ impl Workers {
 
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
+    }
+
+    /// Live workers that have no pidfd.
+    pub fn without_pidfd(&self) -> usize {
+        self.without_pidfd
+    }
+
+    /// The pidfd of live worker `pid`, if it has one.
+    pub fn pidfd(&self, pid: pid_t) -> Option<BorrowedFd<'_>> {
+        self.live.get(&pid)?.pidfd.as_ref().map(AsFd::as_fd)
     }
 
     /// Live workers serving clients from `ip`.
