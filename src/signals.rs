@@ -3,7 +3,8 @@
 //! The handler installed here does one thing: it stores `true` into the
 //! flag of the signal that arrived. It never reaps, logs, allocates or
 //! touches a table (DESIGN §3). The handled signals stay blocked except while
-//! the process sleeps in [`Signals::wait`] (`ppoll` with the old mask), so a
+//! the process sleeps in [`Signals::wait`] or [`Signals::wait_epoll`]
+//! (`ppoll`/`epoll_pwait` with the old mask), so a
 //! signal can only arrive at a point where the caller is about to look at the
 //! flags anyway; the main loop then does the real work.
 

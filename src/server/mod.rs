@@ -3,7 +3,7 @@
 //! Lifecycle (see LIFECYCLE.md beside this file):
 //! boot (`main` → `listener::bind`, log sink, `Master::boot`: signals,
 //! spawner, `listening on`) → serve (`Master::run`: accept → limit check →
-//! `spawn_worker` or reject; SIGCHLD → `reap_children`) → shutdown
+//! `spawn_worker` or reject; pidfd ready → `reap_worker`) → shutdown
 //! (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace, SIGKILL, reap
 //! all) → final figures → exit 0.
 //!

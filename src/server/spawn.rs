@@ -2,8 +2,9 @@
 //! the client on descriptor 3 and (when logging to a file) the log on 4.
 //!
 //! The argument vector and environment are built once at boot, so a spawn
-//! allocates nothing but the kernel's work. `posix_spawn` (a vfork-style
-//! clone in glibc) avoids copying the master's page tables per connection.
+//! allocates little but the kernel's work. `sys::SpawnTemplate` uses a
+//! vfork-style clone, so neither the master's page tables nor its
+//! descriptor table are copied per connection.
 //! This module never keeps the client's descriptor: the caller closes its
 //! copy right after the spawn, so the connection's life belongs to the
 //! worker alone.
