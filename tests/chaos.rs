@@ -91,10 +91,17 @@ fn chaos_sigkill_random_workers_while_others_echo() {
     leftovers.watch(&server);
 
     let load = Load::new(server.addr);
+    // Clients echo on until every kill has landed (then each finishes after
+    // one more round), so a slow or loaded machine cannot let the load end
+    // before the kills begin.
+    let kills_done = Gate::new();
     let plans = (0..THREADS)
         .map(|t| {
             (0..PER_THREAD)
-                .map(|i| Plan::echo(t * PER_THREAD + i, None, ROUNDS, 4096))
+                .map(|i| {
+                    Plan::echo(t * PER_THREAD + i, None, ROUNDS * 1000, 4096)
+                        .busy_until(&kills_done)
+                })
                 .collect()
         })
         .collect();
@@ -130,6 +137,7 @@ fn chaos_sigkill_random_workers_while_others_echo() {
                 .then_some(())
         });
     }
+    kills_done.open();
     let outcomes = clients.join();
     let cpu = cpu.share();
 
