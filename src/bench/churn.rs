@@ -72,7 +72,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
         }
         engine.progress(|| format!("{completed} connections"));
     }
-    engine.abandon_busy(&mut conns);
+    engine.finish(&mut conns);
     Ok(Measured {
         unit: Unit::Connection,
         completed,

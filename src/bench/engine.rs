@@ -246,6 +246,18 @@ impl Engine {
         }
     }
 
+    /// Ends a scenario: what is still outstanding (only at the hard
+    /// deadline) fails as a timeout, unless the target was unreachable,
+    /// where the connects still pending would only repeat that and are
+    /// closed uncounted.
+    pub fn finish(&mut self, conns: &mut [Conn]) {
+        if self.unreachable.is_some() {
+            conns.iter_mut().for_each(Conn::close);
+        } else {
+            self.abandon_busy(conns);
+        }
+    }
+
     /// Writes a progress line (`describe` says how far the run is) if a
     /// second has passed since the last one.
     pub fn progress(&mut self, describe: impl FnOnce() -> String) {
@@ -291,7 +303,7 @@ impl Engine {
                 next += 1;
             }
             if self.unreachable.is_some() {
-                self.abandon_busy(conns);
+                self.finish(conns);
                 break;
             }
             if Instant::now() >= deadline {

@@ -74,6 +74,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
         outstanding -= engine.scan(&mut conns).unwrap_or(0);
         engine.progress(|| format!("{survivors} of {opened} connections verified again"));
     }
+    engine.finish(&mut conns);
     drop(conns);
     Ok(Measured {
         unit: Unit::Connection,

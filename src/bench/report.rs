@@ -195,11 +195,14 @@ impl Report<'_> {
         );
         let _ = writeln!(
             out,
-            "  latency    {} ({})",
-            percentiles(&self.latency),
-            self.latency_of
+            "  latency    {}",
+            percentiles(&self.latency, self.latency_of)
         );
-        let _ = writeln!(out, "  connect    {}", percentiles(&self.connect));
+        let _ = writeln!(
+            out,
+            "  connect    {}",
+            percentiles(&self.connect, "connect() to established")
+        );
         let _ = writeln!(
             out,
             "  verified   {} bytes echoed, every one checked",
@@ -235,13 +238,14 @@ impl Report<'_> {
     }
 }
 
-/// `p50 … max` of a histogram, each in a readable unit.
-fn percentiles(s: &Summary) -> String {
+/// `p50 … max` of a histogram, each in a readable unit, then how many
+/// samples and what they time.
+fn percentiles(s: &Summary, of: &str) -> String {
     if s.count == 0 {
-        return "no samples".to_string();
+        return format!("no samples ({of})");
     }
     format!(
-        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples)",
+        "p50 {}  p90 {}  p99 {}  p99.9 {}  max {}  ({} samples; {of})",
         nanos(s.p50),
         nanos(s.p90),
         nanos(s.p99),

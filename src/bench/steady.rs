@@ -24,6 +24,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
         .collect();
     let open_deadline = Instant::now() + open_budget(settings.connections);
     let open = engine.open_all(&mut conns, open_deadline, false)?;
+    let opened = conns.iter().filter(|c| c.phase() == Phase::Idle).count();
 
     let started = Instant::now();
     let stop_at = started + settings.duration;
@@ -75,13 +76,14 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
         }
         engine.progress(|| format!("{completed} round trips"));
     }
-    engine.abandon_busy(&mut conns);
+    engine.finish(&mut conns);
     Ok(Measured {
         unit: Unit::RoundTrip,
         completed,
         elapsed: started.elapsed(),
         per_op_count: completed,
         open: Some(open),
+        opened: Some(opened as u64),
         ..Measured::default()
     })
 }
