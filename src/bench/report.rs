@@ -167,8 +167,12 @@ impl Report<'_> {
             secs(s.duration)
         );
         if let Some(open) = m.open {
-            let opened = m.opened.map_or(String::new(), |n| format!("{n} "));
-            let _ = writeln!(out, "  opened     {opened}connections in {}", secs(open));
+            let opened = m.opened.unwrap_or_default();
+            let _ = write!(out, "  opened     {opened} connections in {}", secs(open));
+            if let Some(rate) = m.throughput {
+                let _ = write!(out, ": {rate:.1} connections/s");
+            }
+            out.push('\n');
         }
         if let Some(held) = m.held {
             let _ = writeln!(out, "  held       {}", secs(held));
@@ -176,23 +180,22 @@ impl Report<'_> {
         if let Some(survivors) = m.survivors {
             let _ = writeln!(
                 out,
-                "  survivors  {survivors} of {} passed both echoes",
-                s.connections
+                "  survivors  {survivors} of {} passed both echoes ({} in all)",
+                s.connections,
+                secs(m.elapsed)
             );
         }
-        let _ = writeln!(
-            out,
-            "  completed  {} {} in {}: {:.1} {}/s",
-            m.completed,
-            m.unit.plural(),
-            secs(m.elapsed),
-            self.throughput(),
-            if m.throughput.is_some() {
-                "opened connections"
-            } else {
+        if m.throughput.is_none() {
+            let _ = writeln!(
+                out,
+                "  completed  {} {} in {}: {:.1} {}/s",
+                m.completed,
+                m.unit.plural(),
+                secs(m.elapsed),
+                self.throughput(),
                 m.unit.plural()
-            }
-        );
+            );
+        }
         let _ = writeln!(
             out,
             "  latency    {}",
