@@ -19,8 +19,8 @@ use super::conn::{Conn, Failure, Step};
 use super::stats::{ErrorCounts, ErrorKind, Histogram};
 use super::{BenchError, Settings};
 
-/// Readiness events taken per wait. More simply wait for the next round;
-/// 1024 keeps a wait cheap while a full round covers a thousand sockets.
+/// Readiness events taken per wait; any more are taken by the next wait.
+/// 1024 keeps a wait cheap while one round covers a thousand sockets.
 const EVENTS_PER_WAIT: usize = 1024;
 
 /// How often deadlines are checked: a timeout fires up to this late, and

@@ -42,6 +42,12 @@ use report::{Measured, Report};
 /// default timeout, so that it only matters when the server stalls.
 pub const HARD_MARGIN: Duration = Duration::from_secs(10);
 
+/// The most memory the request buffers (one of `--size` bytes per
+/// connection) may take: 1 GiB, far above any sensible run (10,000
+/// connections of 64 KiB are 640 MiB) and far below what would push a
+/// 24 GiB machine into swapping, which would measure the swap.
+const MAX_BUFFER_BYTES: u64 = 1 << 30;
+
 /// Descriptors the generator needs besides its connections: standard
 /// streams, the poller, and a margin for the libraries.
 const SPARE_DESCRIPTORS: u64 = 16;
@@ -112,6 +118,16 @@ pub enum BenchError {
     },
     #[error("could not read the CPU time used: {0}")]
     CpuTime(io::Error),
+    #[error(
+        "{connections} connections of {size} bytes would need {needed} bytes of request \
+         buffers, more than the {MAX_BUFFER_BYTES} allowed: use fewer connections or a \
+         smaller --size"
+    )]
+    Buffers {
+        connections: usize,
+        size: usize,
+        needed: u64,
+    },
 }
 
 /// Entry point for `mpecho bench`.
@@ -179,6 +195,14 @@ impl Finished {
 
 /// Runs one load scenario against `settings.target`.
 pub fn run(scenario: Scenario, settings: &Settings) -> Result<Finished, BenchError> {
+    let needed = settings.connections as u64 * settings.size as u64;
+    if needed > MAX_BUFFER_BYTES {
+        return Err(BenchError::Buffers {
+            connections: settings.connections,
+            size: settings.size,
+            needed,
+        });
+    }
     ensure_descriptors(settings.connections)?;
     let cpu_before = sys::cpu_time(Usage::OwnProcess).map_err(BenchError::CpuTime)?;
     let mut engine = Engine::new(settings, scenario.name())?;

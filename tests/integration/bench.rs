@@ -388,6 +388,29 @@ fn an_unreachable_target_is_refused_and_fails() {
     }
 }
 
+/// More request buffer than a run may allocate is refused before anything
+/// is opened, with a message saying what to change.
+#[test]
+fn oversized_buffers_are_refused_up_front() {
+    let output = run_mpecho(
+        &[
+            "bench",
+            "hold",
+            "-c",
+            "100000",
+            "--size",
+            "1048576",
+            "--target",
+            "127.0.0.1:9",
+        ],
+        b"",
+    );
+    assert_eq!(output.status.code(), Some(1));
+    assert!(output.stdout.is_empty());
+    let stderr = text(&output.stderr);
+    assert!(stderr.contains("smaller --size"), "{stderr}");
+}
+
 /// A server that accepts but never answers: every echo times out, the run
 /// still ends within its bounds, and the timeouts are counted.
 #[test]
@@ -467,6 +490,7 @@ fn bad_options_are_usage_errors() {
         &["bench", "hold", "--size", "0"],
         &["bench", "hold", "--target", "127.0.0.1"],
         &["bench", "stampede"],
+        &["bench", "churn", "--timeout", "forever"],
     ] {
         let output = run_mpecho(args, b"");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
