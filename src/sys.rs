@@ -1,5 +1,5 @@
 //! The one module that calls libc directly: descriptors, process creation,
-//! reaping, signal dispositions and `ppoll`.
+//! reaping, resource limits and usage, signal dispositions and `ppoll`.
 //!
 //! Everything `unsafe` in mpecho lives here, behind small safe functions whose
 //! names say what they do. Nothing in this module allocates or formats inside
@@ -567,6 +567,18 @@ pub fn set_soft_limit(resource: Resource, soft: u64) -> io::Result<()> {
     check(unsafe { libc::setrlimit(resource.raw(), &raw) }).map(drop)
 }
 
+/// Raises the soft limit of `resource` to its hard limit. Returns the
+/// limits as they were when the soft one was raised, `None` when it already
+/// was at the hard limit.
+pub fn raise_soft_limit_to_hard(resource: Resource) -> io::Result<Option<Limit>> {
+    let limit = get_limit(resource)?;
+    if limit.soft >= limit.hard {
+        return Ok(None);
+    }
+    set_soft_limit(resource, limit.hard)?;
+    Ok(Some(limit))
+}
+
 pub fn effective_uid() -> u32 {
     // SAFETY: geteuid cannot fail and has no memory effects.
     unsafe { libc::geteuid() }
@@ -591,6 +603,61 @@ pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         ));
     }
     Ok(())
+}
+
+// ------------------------------------------------------------------- CPU time
+
+/// CPU time as the kernel accounts it: in user mode and in the kernel on
+/// the process's behalf.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CpuTime {
+    pub user: Duration,
+    pub system: Duration,
+}
+
+impl CpuTime {
+    pub fn total(&self) -> Duration {
+        self.user + self.system
+    }
+
+    /// The time spent between an earlier reading and this one.
+    pub fn since(&self, earlier: &CpuTime) -> CpuTime {
+        CpuTime {
+            user: self.user.saturating_sub(earlier.user),
+            system: self.system.saturating_sub(earlier.system),
+        }
+    }
+}
+
+/// Whose CPU time `cpu_time` reads.
+#[derive(Debug, Clone, Copy)]
+pub enum Usage {
+    /// This process (`RUSAGE_SELF`, all its threads).
+    OwnProcess,
+    /// Its children that have ended and been reaped (`RUSAGE_CHILDREN`).
+    ReapedChildren,
+}
+
+/// The CPU time used so far (`getrusage`).
+pub fn cpu_time(who: Usage) -> io::Result<CpuTime> {
+    let raw_who = match who {
+        Usage::OwnProcess => libc::RUSAGE_SELF,
+        Usage::ReapedChildren => libc::RUSAGE_CHILDREN,
+    };
+    let mut usage = MaybeUninit::<libc::rusage>::zeroed();
+    // SAFETY: getrusage writes only to `usage`, a valid local.
+    check(unsafe { libc::getrusage(raw_who, usage.as_mut_ptr()) })?;
+    // SAFETY: getrusage succeeded, so it filled the structure (and it was
+    // zeroed before, a valid value for every field in any case).
+    let usage = unsafe { usage.assume_init() };
+    let duration = |tv: libc::timeval| {
+        Duration::from_secs(tv.tv_sec.max(0) as u64)
+            + Duration::from_micros(tv.tv_usec.max(0) as u64)
+    };
+    Ok(CpuTime {
+        user: duration(usage.ru_utime),
+        system: duration(usage.ru_stime),
+    })
 }
 
 // -------------------------------------------------------------------- signals

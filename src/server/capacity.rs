@@ -16,21 +16,13 @@ const MARGIN: u64 = 64;
 
 /// Raises the soft descriptor limit to the hard one.
 pub fn raise_descriptor_limit() {
-    match sys::get_limit(Resource::OpenFiles) {
-        Ok(limit) if limit.soft < limit.hard => {
-            match sys::set_soft_limit(Resource::OpenFiles, limit.hard) {
-                Ok(()) => info!(
-                    "raised the descriptor limit from {} to {}",
-                    limit.soft, limit.hard
-                ),
-                Err(e) => warning!(
-                    "could not raise the descriptor limit to {}: {e}",
-                    limit.hard
-                ),
-            }
-        }
-        Ok(_) => {}
-        Err(e) => warning!("could not read the descriptor limit: {e}"),
+    match sys::raise_soft_limit_to_hard(Resource::OpenFiles) {
+        Ok(Some(before)) => info!(
+            "raised the descriptor limit from {} to {}",
+            before.soft, before.hard
+        ),
+        Ok(None) => {}
+        Err(e) => warning!("could not raise the descriptor limit to its hard limit: {e}"),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Integration tests: every scenario drives the real `mpecho` binary over
 //! loopback, with real processes and real signals (see `util.rs`).
 
+mod bench;
 mod chat;
 mod chat_client;
 mod client;

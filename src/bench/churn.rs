@@ -1,0 +1,83 @@
+//! `mpecho bench churn`: N concurrent loops of connect → send SIZE bytes →
+//! read them back (verified) → close, for the duration.
+//!
+//! Measures what a process-per-connection server is judged on first: how
+//! many connections per second it can start, serve and tear down. One
+//! operation is one whole connection; its latency runs from connect() to
+//! the last byte back. A loop whose connection fails counts the error and
+//! starts over (at once, or at the next scan if even the connect could not
+//! be started, so that a dead target costs no busy loop). At the end of the duration no new connection is started
+//! and those in flight finish (or time out): nothing is abandoned
+//! unverified, and the hard deadline bounds the wait whatever the server
+//! does.
+
+use std::time::Instant;
+
+use super::conn::{Conn, Phase};
+use super::engine::{Engine, Outcome};
+use super::report::{Measured, Unit};
+use super::{BenchError, HARD_MARGIN, Settings};
+
+pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchError> {
+    let mut conns: Vec<Conn> = (0..settings.connections)
+        .map(|_| Conn::new(settings.size, settings.timeout))
+        .collect();
+    let started = Instant::now();
+    let stop_at = started + settings.duration;
+    let hard_deadline = stop_at + HARD_MARGIN;
+    let mut completed = 0u64;
+    // Loops with a connection in flight.
+    let mut busy = 0usize;
+    for (slot, conn) in conns.iter_mut().enumerate() {
+        busy += usize::from(engine.open(conn, slot, true));
+    }
+    while (Instant::now() < stop_at || busy > 0) && engine.unreachable().is_none() {
+        if Instant::now() >= hard_deadline {
+            engine.abandon_busy(&mut conns);
+            break;
+        }
+        let until = if Instant::now() < stop_at {
+            stop_at
+        } else {
+            hard_deadline
+        };
+        for i in 0..engine.wait(until)? {
+            let slot = engine.ready_slot(i);
+            let conn = &mut conns[slot];
+            match engine.pump(conn) {
+                Outcome::Pending | Outcome::Connected => continue,
+                Outcome::Echoed { since_connect, .. } => {
+                    engine.latency.record(since_connect);
+                    completed += 1;
+                    conn.close();
+                }
+                Outcome::Failed => {}
+            }
+            busy -= 1;
+            if Instant::now() < stop_at {
+                busy += usize::from(engine.open(conn, slot, true));
+            }
+        }
+        if engine.scan(&mut conns).is_some() {
+            // Loops that timed out, or whose connect could not even start,
+            // start over.
+            if Instant::now() < stop_at {
+                for (slot, conn) in conns.iter_mut().enumerate() {
+                    if conn.phase() == Phase::Closed {
+                        engine.open(conn, slot, true);
+                    }
+                }
+            }
+            busy = conns.iter().filter(|c| c.is_busy()).count();
+        }
+        engine.progress(|| format!("{completed} connections"));
+    }
+    engine.finish(&mut conns);
+    Ok(Measured {
+        unit: Unit::Connection,
+        completed,
+        elapsed: started.elapsed(),
+        per_op_count: completed,
+        ..Measured::default()
+    })
+}

@@ -1,0 +1,305 @@
+//! `mpecho bench spawn-probe`: the machine's own process-creation ceiling.
+//!
+//! Starts a tiny static C program (`int main(void){return 0;}`, built by
+//! build.rs and embedded here) with `posix_spawn` and reaps it, in a loop,
+//! first with one child in flight and then with two, for the duration each.
+//! The spawns per second it reports are what no process-per-connection
+//! server on this machine can beat, so a churn figure can be stated as a
+//! fraction of it. It uses the server's own spawn and reap paths
+//! (`sys::SpawnTemplate`, `sys::reap_child`), never a second one.
+//!
+//! The program is written to a temporary file (mode 0755) for the run and
+//! removed afterwards, however the run ends short of a kill. Without a C
+//! compiler and static libc at build time it is empty: the probe then says
+//! it is unavailable and exits 1.
+
+use std::collections::VecDeque;
+use std::fs::{self, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use super::print_stdout;
+use super::report::Json;
+use crate::cli::ProbeArgs;
+use crate::sys::{self, CpuTime, ExitKind, SpawnTemplate, Usage, pid_t};
+
+/// The reference program, compiled by build.rs (empty if it could not be).
+const PROGRAM: &[u8] = include_bytes!(env!("MPECHO_SPAWN_PROBE_PROGRAM"));
+
+/// Children kept in flight by each round.
+const IN_FLIGHT: [usize; 2] = [1, 2];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error(
+        "unavailable: this mpecho was built without the probe program \
+         (building it needs a C compiler and a static libc: `cc -static`)"
+    )]
+    Unavailable,
+    #[error("could not write the probe program to {path}: {error}")]
+    Write { path: PathBuf, error: io::Error },
+    #[error("could not start the probe program {path}: {error}")]
+    Spawn { path: PathBuf, error: io::Error },
+    #[error("could not reap probe child {pid}: {error}")]
+    Reap { pid: pid_t, error: io::Error },
+    #[error("could not read the CPU time used: {0}")]
+    CpuTime(io::Error),
+}
+
+/// One round: spawn and reap with `in_flight` children at a time.
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    pub in_flight: usize,
+    pub spawns: u64,
+    /// Children that did not exit with status 0.
+    pub failures: u64,
+    pub elapsed: Duration,
+}
+
+impl Round {
+    pub fn per_sec(&self) -> f64 {
+        self.spawns as f64 / self.elapsed.as_secs_f64().max(f64::MIN_POSITIVE)
+    }
+
+    pub fn us_per_spawn(&self) -> f64 {
+        match self.spawns {
+            0 => 0.0,
+            n => self.elapsed.as_secs_f64() * 1e6 / n as f64,
+        }
+    }
+}
+
+/// Entry point for `mpecho bench spawn-probe`.
+pub fn main(args: ProbeArgs) -> ExitCode {
+    let cpu_before = sys::cpu_time(Usage::OwnProcess);
+    let children_before = sys::cpu_time(Usage::ReapedChildren);
+    let rounds = match run(args.duration) {
+        Ok(rounds) => rounds,
+        Err(e) => {
+            eprintln!("mpecho bench spawn-probe: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cpu = cpu_before
+        .and_then(|before| Ok(sys::cpu_time(Usage::OwnProcess)?.since(&before)))
+        .and_then(|own| {
+            let children_before = children_before?;
+            Ok((
+                own,
+                sys::cpu_time(Usage::ReapedChildren)?.since(&children_before),
+            ))
+        });
+    let (own, children) = match cpu {
+        Ok(cpu) => cpu,
+        Err(e) => {
+            eprintln!("mpecho bench spawn-probe: {}", ProbeError::CpuTime(e));
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = if args.json {
+        to_json(args.duration, &rounds, own, children) + "\n"
+    } else {
+        to_human(args.duration, &rounds, own, children)
+    };
+    print_stdout(&text);
+    let failures: u64 = rounds.iter().map(|r| r.failures).sum();
+    if failures > 0 {
+        eprintln!("mpecho bench spawn-probe: {failures} probe children did not exit with status 0");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+/// Writes the program out and runs every round for `duration`.
+pub fn run(duration: Duration) -> Result<Vec<Round>, ProbeError> {
+    if PROGRAM.is_empty() {
+        return Err(ProbeError::Unavailable);
+    }
+    let program = TempProgram::write(PROGRAM)?;
+    let template = SpawnTemplate::new(
+        sys::c_string(program.path.as_os_str().as_encoded_bytes()).map_err(|error| {
+            ProbeError::Spawn {
+                path: program.path.clone(),
+                error,
+            }
+        })?,
+        vec![
+            sys::c_string("mpecho-spawn-probe").map_err(|error| ProbeError::Spawn {
+                path: program.path.clone(),
+                error,
+            })?,
+        ],
+        Vec::new(),
+        Vec::new(),
+    );
+    IN_FLIGHT
+        .iter()
+        .map(|&in_flight| round(&template, &program.path, in_flight, duration))
+        .collect()
+}
+
+/// Spawns and reaps, keeping `in_flight` children alive, until `duration`
+/// has passed; then reaps what is left. Children are reaped oldest first:
+/// they all do the same nothing, so the oldest is the next to end.
+fn round(
+    template: &SpawnTemplate,
+    path: &Path,
+    in_flight: usize,
+    duration: Duration,
+) -> Result<Round, ProbeError> {
+    let started = Instant::now();
+    let end = started + duration;
+    let mut children: VecDeque<pid_t> = VecDeque::with_capacity(in_flight);
+    let mut result = Round {
+        in_flight,
+        spawns: 0,
+        failures: 0,
+        elapsed: Duration::ZERO,
+    };
+    loop {
+        while children.len() < in_flight && Instant::now() < end {
+            match template.spawn(&[], &[]) {
+                Ok(pid) => children.push_back(pid),
+                Err(error) => {
+                    reap_all(&mut children);
+                    return Err(ProbeError::Spawn {
+                        path: path.to_path_buf(),
+                        error,
+                    });
+                }
+            }
+        }
+        let Some(pid) = children.pop_front() else {
+            break;
+        };
+        match sys::reap_child(pid, true) {
+            Ok(Some(ExitKind::Code(0))) => result.spawns += 1,
+            Ok(_) => result.failures += 1,
+            Err(error) => {
+                reap_all(&mut children);
+                return Err(ProbeError::Reap { pid, error });
+            }
+        }
+    }
+    result.elapsed = started.elapsed();
+    Ok(result)
+}
+
+/// Reaps the children still running after a failure, so none is left
+/// behind as a zombie.
+fn reap_all(children: &mut VecDeque<pid_t>) {
+    for pid in children.drain(..) {
+        let _ = sys::reap_child(pid, true);
+    }
+}
+
+/// The probe program on disk for the duration of the run.
+struct TempProgram {
+    path: PathBuf,
+}
+
+impl TempProgram {
+    fn write(bytes: &[u8]) -> Result<TempProgram, ProbeError> {
+        let path = std::env::temp_dir().join(format!("mpecho-spawn-probe-{}", std::process::id()));
+        let fail = |error| ProbeError::Write {
+            path: path.clone(),
+            error,
+        };
+        // A leftover from an earlier run that was killed with this pid.
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(fail(e)),
+            _ => {}
+        }
+        let program = TempProgram { path: path.clone() };
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o755)
+            .open(&path)
+            .map_err(fail)?;
+        file.write_all(bytes).map_err(fail)?;
+        // Closed before the first exec: a file open for writing cannot be
+        // executed (ETXTBSY).
+        drop(file);
+        Ok(program)
+    }
+}
+
+impl Drop for TempProgram {
+    fn drop(&mut self) {
+        let _ = fs::remove_file(&self.path);
+    }
+}
+
+fn to_json(duration: Duration, rounds: &[Round], own: CpuTime, children: CpuTime) -> String {
+    let spawns: u64 = rounds.iter().map(|r| r.spawns).sum();
+    let mut j = Json::new();
+    j.str("scenario", "spawn-probe");
+    j.f64("duration_secs", duration.as_secs_f64());
+    j.u64("program_bytes", PROGRAM.len() as u64);
+    for r in rounds {
+        j.begin(&format!("in_flight_{}", r.in_flight));
+        j.u64("spawns", r.spawns);
+        j.u64("failures", r.failures);
+        j.f64("elapsed_secs", r.elapsed.as_secs_f64());
+        j.f64("spawns_per_sec", r.per_sec());
+        j.f64("us_per_spawn", r.us_per_spawn());
+        j.end();
+    }
+    j.begin("cpu");
+    j.f64("user_secs", own.user.as_secs_f64());
+    j.f64("system_secs", own.system.as_secs_f64());
+    j.f64("total_secs", own.total().as_secs_f64());
+    j.f64("per_op_us", per_spawn_us(own, spawns));
+    j.end();
+    j.begin("children_cpu");
+    j.f64("user_secs", children.user.as_secs_f64());
+    j.f64("system_secs", children.system.as_secs_f64());
+    j.f64("total_secs", children.total().as_secs_f64());
+    j.f64("per_op_us", per_spawn_us(children, spawns));
+    j.end();
+    j.finish()
+}
+
+fn to_human(duration: Duration, rounds: &[Round], own: CpuTime, children: CpuTime) -> String {
+    let spawns: u64 = rounds.iter().map(|r| r.spawns).sum();
+    let mut out = format!(
+        "mpecho bench spawn-probe: posix_spawn + wait of a static `return 0` program \
+         ({} bytes), {:.3} s per round\n",
+        PROGRAM.len(),
+        duration.as_secs_f64()
+    );
+    for r in rounds {
+        out += &format!(
+            "  {} in flight  {} spawns in {:.3} s: {:.1} spawns/s, {:.1} µs per spawn{}\n",
+            r.in_flight,
+            r.spawns,
+            r.elapsed.as_secs_f64(),
+            r.per_sec(),
+            r.us_per_spawn(),
+            if r.failures > 0 {
+                format!(" ({} failed)", r.failures)
+            } else {
+                String::new()
+            }
+        );
+    }
+    out += &format!(
+        "  own CPU      {:.3} s ({:.1} µs per spawn); children's CPU {:.3} s ({:.1} µs per spawn)\n",
+        own.total().as_secs_f64(),
+        per_spawn_us(own, spawns),
+        children.total().as_secs_f64(),
+        per_spawn_us(children, spawns)
+    );
+    out
+}
+
+fn per_spawn_us(cpu: CpuTime, spawns: u64) -> f64 {
+    match spawns {
+        0 => 0.0,
+        n => cpu.total().as_secs_f64() * 1e6 / n as f64,
+    }
+}
