@@ -119,7 +119,7 @@ pub fn run(duration: Duration) -> Result<Vec<Round>, ProbeError> {
         return Err(ProbeError::Unavailable);
     }
     let program = TempProgram::write(PROGRAM)?;
-    let template = SpawnTemplate::new(
+    let mut template = SpawnTemplate::new(
         sys::c_string(program.path.as_os_str().as_encoded_bytes()).map_err(|error| {
             ProbeError::Spawn {
                 path: program.path.clone(),
@@ -137,7 +137,7 @@ pub fn run(duration: Duration) -> Result<Vec<Round>, ProbeError> {
     );
     IN_FLIGHT
         .iter()
-        .map(|&in_flight| round(&template, &program.path, in_flight, duration))
+        .map(|&in_flight| round(&mut template, &program.path, in_flight, duration))
         .collect()
 }
 
@@ -145,7 +145,7 @@ pub fn run(duration: Duration) -> Result<Vec<Round>, ProbeError> {
 /// has passed; then reaps what is left. Children are reaped oldest first:
 /// they all do the same nothing, so the oldest is the next to end.
 fn round(
-    template: &SpawnTemplate,
+    template: &mut SpawnTemplate,
     path: &Path,
     in_flight: usize,
     duration: Duration,
