@@ -775,3 +775,21 @@ pub fn process_group_members(pgid: i32) -> Vec<i32> {
         })
         .collect()
 }
+
+/// Whether a log line names `peer` as `peer=ADDR` (not merely a longer
+/// port that starts with the same digits: `peer=127.0.0.1:600` must not
+/// match `peer=127.0.0.1:60091`).
+pub fn names_peer(line: &str, peer: SocketAddr) -> bool {
+    let needle = format!("peer={peer}");
+    line.match_indices(&needle).any(|(at, _)| {
+        !line[at + needle.len()..]
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_digit())
+    })
+}
+
+/// How many lines of `log` name `peer` (see [`names_peer`]).
+pub fn count_peer_lines(log: &str, peer: SocketAddr) -> usize {
+    log.lines().filter(|l| names_peer(l, peer)).count()
+}
