@@ -43,6 +43,28 @@ pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed.
+///
+/// A process started with a standard descriptor closed would otherwise hand
+/// that number to its next socket, and a write meant for stdout (the
+/// `listening on` line) would go to a client. Rust's runtime does this before
+/// `main`; mpecho skips that runtime (see main.rs) and does it here.
+pub fn ensure_standard_fds() -> io::Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads the descriptor flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: a NUL-terminated literal path; open returns the lowest
+            // free descriptor, which is `fd` because all below it are open.
+            let opened = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
+            debug_assert_eq!(
+                opened, fd,
+                "/dev/null must land on the closed standard descriptor"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Marks every descriptor above standard error close-on-exec.
 ///
 /// A shell or service manager may start the master with stray descriptors
