@@ -811,6 +811,12 @@ pub fn wait_for_events(
             &wait_mask.0,
         )
     };
+    ready_count(n)
+}
+
+/// What a wait returned: how many descriptors are ready, or 0 when a signal
+/// (the reason the wait unblocks them) or the timeout ended it.
+fn ready_count(n: c_int) -> io::Result<usize> {
     if n >= 0 {
         return Ok(n as usize);
     }
@@ -894,15 +900,7 @@ impl Epoll {
                 &wait_mask.0,
             )
         };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() == io::ErrorKind::Interrupted {
-            Ok(0)
-        } else {
-            Err(err)
-        }
+        ready_count(n)
     }
 }
 

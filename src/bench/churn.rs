@@ -13,7 +13,7 @@
 
 use std::time::Instant;
 
-use super::conn::{Conn, Phase};
+use super::conn::Conn;
 use super::engine::{Engine, Outcome};
 use super::report::{Measured, Unit};
 use super::{BenchError, HARD_MARGIN, Settings};
@@ -59,16 +59,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
             }
         }
         if engine.scan(&mut conns).is_some() {
-            // Loops that timed out, or whose connect could not even start,
-            // start over.
-            if Instant::now() < stop_at {
-                for (slot, conn) in conns.iter_mut().enumerate() {
-                    if conn.phase() == Phase::Closed {
-                        engine.open(conn, slot, true);
-                    }
-                }
-            }
-            busy = conns.iter().filter(|c| c.is_busy()).count();
+            busy = engine.reopen_closed(&mut conns, stop_at);
         }
         engine.progress(|| format!("{completed} connections"));
     }

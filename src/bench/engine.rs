@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use super::conn::{Conn, Failure, Step};
+use super::conn::{Conn, Failure, Phase, Step};
 use super::stats::{ErrorCounts, ErrorKind, Histogram};
 use super::{BenchError, Settings};
 
@@ -218,6 +218,20 @@ impl Engine {
     /// The `i`th slot made ready by the last `wait`.
     pub fn ready_slot(&self, i: usize) -> usize {
         self.ready[i]
+    }
+
+    /// After a scan: opens a fresh connection in every closed slot (one that
+    /// timed out, or whose connect could not even start), unless the run is
+    /// past `stop_at`; returns how many slots are busy.
+    pub fn reopen_closed(&mut self, conns: &mut [Conn], stop_at: Instant) -> usize {
+        if Instant::now() < stop_at {
+            for (slot, conn) in conns.iter_mut().enumerate() {
+                if conn.phase() == Phase::Closed {
+                    self.open(conn, slot, true);
+                }
+            }
+        }
+        conns.iter().filter(|c| c.is_busy()).count()
     }
 
     /// Once per scan interval (`None` between scans): fails every

@@ -63,16 +63,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
             busy = busy + usize::from(is_busy) - usize::from(was_busy);
         }
         if engine.scan(&mut conns).is_some() {
-            // Connections that timed out, or that could not even start a
-            // connect, are replaced.
-            if Instant::now() < stop_at {
-                for (slot, conn) in conns.iter_mut().enumerate() {
-                    if conn.phase() == Phase::Closed {
-                        engine.open(conn, slot, true);
-                    }
-                }
-            }
-            busy = conns.iter().filter(|c| c.is_busy()).count();
+            busy = engine.reopen_closed(&mut conns, stop_at);
         }
         engine.progress(|| format!("{completed} round trips"));
     }
