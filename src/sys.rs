@@ -762,6 +762,16 @@ pub fn set_signal_mask(set: &SignalSet) -> io::Result<()> {
     check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &set.0, ptr::null_mut()) }).map(drop)
 }
 
+/// Shuts socket `fd` down in both directions; errors are ignored.
+///
+/// Async-signal-safe (shutdown(2) is on the POSIX list): a signal handler
+/// uses it to wake a process blocked in a read or write on that socket.
+pub fn shutdown_socket(fd: RawFd) {
+    // SAFETY: shutdown only changes the state of the socket behind `fd`; on
+    // a descriptor that is not a socket it fails harmlessly (ENOTSOCK).
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
 /// Blocks the signals in `set` and returns the mask that was in force
 /// before, which `wait_for_events` restores while it waits.
 pub fn block_signals(set: &SignalSet) -> io::Result<SignalSet> {

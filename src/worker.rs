@@ -7,8 +7,14 @@
 //! (`PROTO`, `TCPREMOTEIP`, …) in its environment. Its path to the first `read` is deliberately short: main.rs
 //! dispatches here before clap runs, the options are parsed by hand, and the
 //! only allocation is the echo buffer. It must never open a descriptor of its
-//! own (the master's tests count them), never block in a write it cannot
-//! abandon on SIGTERM, and never log client bytes unescaped.
+//! own (the master's tests count them), never block in a call it cannot
+//! abandon on SIGTERM or after the idle timeout, and never log client bytes
+//! unescaped.
+//!
+//! It echoes with plain blocking `read`/`write`, two system calls per round
+//! trip, like inetd's built-in echo: the idle timeout is the socket's own
+//! receive and send timeout, and SIGTERM's handler shuts the socket down
+//! (see `signals::wake_socket_on`), which ends any blocked call at once.
 //!
 //! Exit statuses: 0 the client left (or the master asked us to finish),
 //! 1 an I/O error on the connection, 2 started wrongly (by hand, without a
@@ -17,7 +23,7 @@
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::RawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -25,7 +31,7 @@ use socket2::Socket;
 
 use crate::log::{self, Level, Sink, debug, info, trace, warning};
 use crate::net::display_addr;
-use crate::signals::Signals;
+use crate::signals;
 use crate::sys;
 
 /// The client connection, always: the master `dup2`s it here.
@@ -75,18 +81,20 @@ pub fn main(args: &[OsString]) -> ExitCode {
             ));
         }
     };
-    let signals = match Signals::install(&[libc::SIGTERM]) {
-        Ok(signals) => signals,
-        Err(e) => {
-            warning!("could not install the SIGTERM handler: {e}");
-            return ExitCode::from(EXIT_IO_ERROR);
-        }
-    };
+    if let Err(e) = signals::wake_socket_on(libc::SIGTERM, CLIENT_FD) {
+        warning!("could not install the SIGTERM handler: {e}");
+        return ExitCode::from(EXIT_IO_ERROR);
+    }
+    if let Err(e) = stream
+        .set_read_timeout(options.idle_timeout)
+        .and_then(|()| stream.set_write_timeout(options.idle_timeout))
+    {
+        warning!("could not set the idle timeout on the connection: {e}");
+        return ExitCode::from(EXIT_IO_ERROR);
+    }
     Session {
         stream,
-        signals,
         idle_timeout: options.idle_timeout,
-        last_activity: Instant::now(),
         echoed: 0,
     }
     .serve(peer)
@@ -156,7 +164,6 @@ fn take_client_socket() -> io::Result<Client> {
             let peer = peer
                 .as_socket()
                 .ok_or_else(|| io::Error::other("not an IP connection"))?;
-            socket.set_nonblocking(true)?;
             Ok(Client::Connected(TcpStream::from(socket), peer))
         }
         Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) && was_accepted(&socket) => {
@@ -190,10 +197,7 @@ enum End {
 /// One client's connection and what the worker knows about it.
 struct Session {
     stream: TcpStream,
-    signals: Signals,
     idle_timeout: Option<Duration>,
-    /// When the client last sent something or took something we sent.
-    last_activity: Instant,
     echoed: u64,
 }
 
@@ -224,14 +228,15 @@ impl Session {
     /// Copies everything the client sends back to it until it closes,
     /// resets, idles out, or the master asks us to finish.
     ///
-    /// The socket is non-blocking and the worker sleeps only in `ppoll`, the
-    /// one place SIGTERM can arrive: a client that stops reading can
-    /// therefore never keep the worker from shutting down, and every sleep
-    /// is bounded by the idle deadline.
+    /// Every call ends by itself: a read or write that makes no progress for
+    /// the idle timeout fails with EAGAIN (the socket's timeouts), and
+    /// SIGTERM shuts the socket down under any blocked call. So a client
+    /// that stops reading can never keep the worker from finishing.
     fn echo(&mut self) -> End {
         let mut buf = vec![0u8; BUFFER_SIZE];
         loop {
             match self.stream.read(&mut buf) {
+                Ok(0) if signals::take(libc::SIGTERM) => return End::Shutdown,
                 Ok(0) => {
                     // Everything received has been written back already (we
                     // write before reading again), so a half-close can be
@@ -240,7 +245,6 @@ impl Session {
                     return End::ClientClosed;
                 }
                 Ok(n) => {
-                    self.last_activity = Instant::now();
                     if log::enabled(Level::Trace) {
                         trace!(
                             "read {n} bytes: \"{}\"{}",
@@ -252,13 +256,11 @@ impl Session {
                         return end;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    if let Err(end) = self.wait_until(libc::POLLIN) {
+                Err(e) => {
+                    if let Some(end) = self.stopped(e) {
                         return end;
                     }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return classify(e),
             }
         }
     }
@@ -269,43 +271,35 @@ impl Session {
                 Ok(n) => {
                     data = &data[n..];
                     self.echoed += n as u64;
-                    self.last_activity = Instant::now();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    debug!(
-                        "client is not reading; waiting to write {} bytes",
-                        data.len()
-                    );
-                    self.wait_until(libc::POLLOUT)?;
+                Err(e) => {
+                    if let Some(end) = self.stopped(e) {
+                        return Err(end);
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(classify(e)),
             }
         }
         Ok(())
     }
 
-    /// Sleeps until the socket is ready for `events`, SIGTERM arrives, or
-    /// the client has been idle for the idle timeout.
-    fn wait_until(&self, events: libc::c_short) -> Result<(), End> {
-        let mut fds = [libc::pollfd {
-            fd: self.stream.as_raw_fd(),
-            events,
-            revents: 0,
-        }];
-        let deadline = self.idle_timeout.map(|t| self.last_activity + t);
-        let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
-        self.signals.wait(&mut fds, timeout).map_err(End::Failed)?;
-        if self.signals.take(libc::SIGTERM) {
-            return Err(End::Shutdown);
+    /// What a failed read or write means: shutdown if SIGTERM came (its
+    /// handler shut the socket down, whatever error that caused), idle when
+    /// the socket's timeout expired, nothing on a plain interruption
+    /// (`None`: try again), else how the connection ended.
+    fn stopped(&self, e: io::Error) -> Option<End> {
+        if signals::take(libc::SIGTERM) {
+            return Some(End::Shutdown);
         }
-        if let (Some(deadline), Some(idle)) = (deadline, self.idle_timeout)
-            && fds[0].revents == 0
-            && Instant::now() >= deadline
-        {
-            return Err(End::IdleTimeout(idle));
+        match e.kind() {
+            io::ErrorKind::Interrupted => None,
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => {
+                if log::enabled(Level::Debug) {
+                    debug!("no progress for the idle timeout; closing");
+                }
+                Some(self.idle_timeout.map_or(End::Failed(e), End::IdleTimeout))
+            }
+            _ => Some(classify(e)),
         }
-        Ok(())
     }
 }
 

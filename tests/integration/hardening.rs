@@ -251,8 +251,8 @@ fn client_that_keeps_sending_is_not_closed() {
 /// connection with data still unsent and exits with status 3.
 #[test]
 fn client_that_never_reads_is_idle_even_with_data_to_send() {
-    // Debug level: the worker logs when its write would block, which is how
-    // the test knows the worker is stalled rather than still reading.
+    // The worker is stalled once the kernel shows it blocked in sendto
+    // (/proc/PID/syscall), not merely slow to read.
     let server = Server::start(&[
         "--idle-timeout",
         IDLE,
@@ -267,7 +267,6 @@ fn client_that_never_reads_is_idle_even_with_data_to_send() {
 
     const MAX_SENT: usize = 256 << 20;
     let chunk = vec![b'x'; 64 * 1024];
-    let stalled = format!("worker[{worker}]: client is not reading; waiting to write ");
     let mut sent = 0;
     wait_for(
         "the worker to stall writing to a client that never reads",
@@ -284,7 +283,7 @@ fn client_that_never_reads_is_idle_even_with_data_to_send() {
                     "{sent} bytes sent and the worker still reads"
                 );
             }
-            server.log().contains(&stalled).then_some(())
+            blocked_in_syscall(worker, libc::SYS_sendto).then_some(())
         },
     );
     let stopped = Instant::now();
@@ -992,4 +991,13 @@ fn worker_environment_shows_mapped_addresses_as_ipv4() {
         "127.0.0.1",
         "127.0.0.1",
     );
+}
+
+/// Whether process `pid` is blocked in system call `number` right now
+/// (the first field of /proc/PID/syscall).
+fn blocked_in_syscall(pid: i32, number: libc::c_long) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
+        == Some(number)
 }
