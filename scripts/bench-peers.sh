@@ -112,6 +112,24 @@ gone() {
 	[[ -z $st || $st == Z ]]
 }
 
+# The start time (clock ticks after boot, field 22 of /proc/PID/stat) of
+# process $1, or nothing: with the pid, the identity of a process that
+# survives pid reuse (this run wraps kernel.pid_max many times).
+start_time() {
+	local stat rest
+	stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+	rest=${stat##*) }
+	# shellcheck disable=SC2086 # split the fields on purpose
+	set -- $rest
+	printf '%s' "${20}"
+}
+
+# Whether process $1, started at $2, is still alive (not a zombie): a pid
+# reused by a newer process does not count.
+still_alive() {
+	! gone "$1" && [[ $(start_time "$1") == "$2" ]]
+}
+
 # "pid ppid" of every process, from /proc/*/stat (no procps needed).
 all_ppids() {
 	{ cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk '{ pid = $1; sub(/^.*\) /, ""); print pid, $2 }'
@@ -495,6 +513,8 @@ sigterm_test() {
 	fi
 	sleep 1
 	mapfile -t workers < <(tree_pids "$root")
+	local -A started=()
+	for p in "${workers[@]:1}"; do started[$p]=$(start_time "$p"); done
 	(sleep 30 && kill -KILL "$root" 2>/dev/null) &
 	watchdog=$!
 	t0=$(date +%s%N)
@@ -504,7 +524,11 @@ sigterm_test() {
 	kill -TERM "$watchdog" 2>/dev/null || true
 	wait "$watchdog" 2>/dev/null || true
 	PID[mpecho]=""
-	for p in "${workers[@]:1}"; do gone "$p" || left=$((left + 1)); done
+	for p in "${workers[@]:1}"; do
+		if [[ -n ${started[$p]} ]] && still_alive "$p" "${started[$p]}"; then
+			left=$((left + 1))
+		fi
+	done
 	rec mpecho sigterm_secs "$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", (b - a) / 1e9 }')"
 	rec mpecho sigterm_workers "$((${#workers[@]} - 1))"
 	rec mpecho sigterm_left "$left"

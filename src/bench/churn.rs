@@ -31,17 +31,8 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
     for (slot, conn) in conns.iter_mut().enumerate() {
         busy += usize::from(engine.open(conn, slot, true));
     }
-    while (Instant::now() < stop_at || busy > 0) && engine.unreachable().is_none() {
-        if Instant::now() >= hard_deadline {
-            engine.abandon_busy(&mut conns);
-            break;
-        }
-        let until = if Instant::now() < stop_at {
-            stop_at
-        } else {
-            hard_deadline
-        };
-        for i in 0..engine.wait(until)? {
+    while let Some(ready) = engine.next_turn(&mut conns, busy, stop_at, hard_deadline)? {
+        for i in 0..ready {
             let slot = engine.ready_slot(i);
             let conn = &mut conns[slot];
             match engine.pump(conn) {

@@ -255,6 +255,34 @@ impl Engine {
 
     /// Fails every connection still connecting or echoing, as timeouts:
     /// for the hard deadline, whatever the server does.
+    /// One turn of a timed scenario (churn, steady): waits for readiness and
+    /// returns how many slots are ready, or `None` when the run is over:
+    /// past `stop_at` with nothing `busy`, the target unreachable, or past
+    /// `hard_deadline` (then whatever is still busy is abandoned, counted
+    /// as timeouts).
+    pub fn next_turn(
+        &mut self,
+        conns: &mut [Conn],
+        busy: usize,
+        stop_at: Instant,
+        hard_deadline: Instant,
+    ) -> Result<Option<usize>, BenchError> {
+        let now = Instant::now();
+        if (now >= stop_at && busy == 0) || self.unreachable().is_some() {
+            return Ok(None);
+        }
+        if now >= hard_deadline {
+            self.abandon_busy(conns);
+            return Ok(None);
+        }
+        let until = if now < stop_at {
+            stop_at
+        } else {
+            hard_deadline
+        };
+        self.wait(until).map(Some)
+    }
+
     pub fn abandon_busy(&mut self, conns: &mut [Conn]) {
         for conn in conns.iter_mut() {
             if let Some(failure) = conn.time_out() {

@@ -45,17 +45,8 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
             Phase::Connecting | Phase::Echoing => busy += 1,
         }
     }
-    while (Instant::now() < stop_at || busy > 0) && engine.unreachable().is_none() {
-        if Instant::now() >= hard_deadline {
-            engine.abandon_busy(&mut conns);
-            break;
-        }
-        let until = if Instant::now() < stop_at {
-            stop_at
-        } else {
-            hard_deadline
-        };
-        for i in 0..engine.wait(until)? {
+    while let Some(ready) = engine.next_turn(&mut conns, busy, stop_at, hard_deadline)? {
+        for i in 0..ready {
             let slot = engine.ready_slot(i);
             let conn = &mut conns[slot];
             let was_busy = conn.is_busy();
