@@ -7,7 +7,7 @@
 //! print a `SKIPPED` line and return when the suite runs unprivileged.
 
 use std::ffi::CString;
-use std::io::{ErrorKind, Read, Write};
+use std::io::{ErrorKind, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use crate::util::{
     ChildGuard, Server, ServerOptions, TIMEOUT, assert_connection_ended, connect_to, count_lines,
-    echo, log_field, mpecho_bin, pidfds, proc_state, run_mpecho, send_signal, text, wait_for,
+    echo, log_field, mpecho_bin, pidfds, proc_state, run_mpecho, send_signal, stall_worker_writing,
+    text, wait_for,
 };
 
 /// The idle timeout most tests use: short enough to keep them quick.
@@ -263,29 +264,7 @@ fn client_that_never_reads_is_idle_even_with_data_to_send() {
     ]);
     let mut client = server.connect();
     let worker = server.worker_serving(&client);
-    client.set_nonblocking(true).unwrap();
-
-    const MAX_SENT: usize = 256 << 20;
-    let chunk = vec![b'x'; 64 * 1024];
-    let mut sent = 0;
-    wait_for(
-        "the worker to stall writing to a client that never reads",
-        TIMEOUT,
-        || {
-            loop {
-                match client.write(&chunk) {
-                    Ok(n) => sent += n,
-                    Err(e) if e.kind() == ErrorKind::WouldBlock => break,
-                    Err(e) => panic!("sending after {sent} bytes: {e}"),
-                }
-                assert!(
-                    sent < MAX_SENT,
-                    "{sent} bytes sent and the worker still reads"
-                );
-            }
-            blocked_in_syscall(worker, libc::SYS_sendto).then_some(())
-        },
-    );
+    let sent = stall_worker_writing(&mut client, worker);
     let stopped = Instant::now();
 
     let exit = server.wait_for_log_line(&[&format!(" worker {worker} exited ")]);
@@ -991,13 +970,4 @@ fn worker_environment_shows_mapped_addresses_as_ipv4() {
         "127.0.0.1",
         "127.0.0.1",
     );
-}
-
-/// Whether process `pid` is blocked in system call `number` right now
-/// (the first field of /proc/PID/syscall).
-fn blocked_in_syscall(pid: i32, number: libc::c_long) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
-        .ok()
-        .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
-        == Some(number)
 }

@@ -11,7 +11,8 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::util::{
-    Server, TIMEOUT, assert_connection_ended, proc_state, process_exists, send_signal, wait_for,
+    Server, TIMEOUT, assert_connection_ended, proc_state, process_exists, send_signal,
+    stall_worker_writing, wait_for,
 };
 
 /// How soon after the stop signal new connections must be refused.
@@ -417,5 +418,43 @@ fn second_sigterm_while_draining_kills_at_once() {
         &server,
         "grace period over",
         "the grace period must not have run out",
+    );
+}
+
+/// A worker blocked writing to a client that never reads still finishes at
+/// once on shutdown: SIGTERM's handler shuts its socket down, which ends the
+/// blocked write (no waiting out the 30 s grace period, no SIGKILL). With
+/// the idle timeout off the socket has no send timeout, so SA_RESTART would
+/// otherwise resume the write: only the shutdown wakes it.
+#[test]
+fn worker_blocked_writing_finishes_on_sigterm() {
+    let mut server = Server::start(&[
+        "--grace",
+        "30",
+        "--idle-timeout",
+        "0",
+        "--monitor-interval",
+        "0",
+    ]);
+    let (mut client, worker) = server.connect_served_worker();
+    stall_worker_writing(&mut client, worker);
+
+    let signalled = Instant::now();
+    server.signal(libc::SIGTERM);
+    let peer = client.local_addr().unwrap();
+    server.wait_for_log_line(&[
+        &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
+        " reason=server shutting down",
+    ]);
+    server.wait_for_log_line(&[&format!(
+        " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
+        server.pid
+    )]);
+    let status = server.wait_exit(TIMEOUT);
+    assert_eq!(status.code(), Some(0), "master exit status: {status}");
+    let took = signalled.elapsed();
+    assert!(
+        took < PROMPT,
+        "shutdown took {took:?}: the blocked write held it up"
     );
 }

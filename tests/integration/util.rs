@@ -793,3 +793,43 @@ pub fn names_peer(line: &str, peer: SocketAddr) -> bool {
 pub fn count_peer_lines(log: &str, peer: SocketAddr) -> usize {
     log.lines().filter(|l| names_peer(l, peer)).count()
 }
+
+/// Whether process `pid` is blocked in system call `number` right now
+/// (the first field of /proc/PID/syscall).
+pub fn blocked_in_syscall(pid: i32, number: libc::c_long) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/syscall"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<libc::c_long>().ok())
+        == Some(number)
+}
+
+/// Sends from a non-blocking `client` until the kernel shows `worker`
+/// blocked writing to it (the client never reads, so both socket buffers
+/// fill up); returns how many bytes were sent. Bounded by `TIMEOUT` and
+/// 256 MiB.
+pub fn stall_worker_writing(client: &mut TcpStream, worker: i32) -> usize {
+    client
+        .set_nonblocking(true)
+        .expect("make the client non-blocking");
+    let chunk = vec![b'x'; 64 * 1024];
+    let mut sent = 0;
+    wait_for(
+        "the worker to stall writing to a client that never reads",
+        TIMEOUT,
+        || {
+            loop {
+                match client.write(&chunk) {
+                    Ok(n) => sent += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("sending after {sent} bytes: {e}"),
+                }
+                assert!(
+                    sent < 256 << 20,
+                    "{sent} bytes sent and the worker still reads"
+                );
+            }
+            blocked_in_syscall(worker, libc::SYS_sendto).then_some(())
+        },
+    );
+    sent
+}
