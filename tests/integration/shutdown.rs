@@ -91,16 +91,22 @@ fn assert_all_finished_gracefully(server: &Server, served: &mut [(TcpStream, i32
         assert_connection_ended(client, false, "a client once its worker finished");
     }
     for (client, worker) in served.iter() {
-        let peer = client.local_addr().unwrap();
-        server.wait_for_log_line(&[
-            &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
-            " reason=server shutting down",
-        ]);
-        server.wait_for_log_line(&[&format!(
-            " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
-            server.pid
-        )]);
+        wait_finished_gracefully(server, client, *worker);
     }
+}
+
+/// Waits for `worker` (serving `client`) to log that it finished because
+/// the server is shutting down, and for the master to log its status 0.
+fn wait_finished_gracefully(server: &Server, client: &TcpStream, worker: i32) {
+    let peer = client.local_addr().unwrap();
+    server.wait_for_log_line(&[
+        &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
+        " reason=server shutting down",
+    ]);
+    server.wait_for_log_line(&[&format!(
+        " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
+        server.pid
+    )]);
 }
 
 /// Waits for the master to log that it killed `worker`, serving `client`,
@@ -441,15 +447,7 @@ fn worker_blocked_writing_finishes_on_sigterm() {
 
     let signalled = Instant::now();
     server.signal(libc::SIGTERM);
-    let peer = client.local_addr().unwrap();
-    server.wait_for_log_line(&[
-        &format!(" INFO worker[{worker}]: disconnect peer={peer} bytes="),
-        " reason=server shutting down",
-    ]);
-    server.wait_for_log_line(&[&format!(
-        " INFO master[{}]: worker {worker} exited status=0 peer={peer} ",
-        server.pid
-    )]);
+    wait_finished_gracefully(&server, &client, worker);
     let status = server.wait_exit(TIMEOUT);
     assert_eq!(status.code(), Some(0), "master exit status: {status}");
     let took = signalled.elapsed();
