@@ -1,7 +1,7 @@
 //! The command line: subcommands, options, defaults and their validation.
 //!
 //! This module only describes and parses arguments; it opens nothing and
-//! starts nothing. `mpecho worker` is parsed by hand in `worker.rs` before
+//! starts nothing. `mpecho worker` is parsed by hand (`handoff.rs`) before
 //! clap is ever touched, because every connection pays for that start-up
 //! (DESIGN §11); it appears here only so that `--help` can mention it.
 
@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::error::ErrorKind;
 use clap::{Args, CommandFactory, Parser, Subcommand};
 
+use crate::handoff::IdleTimeout;
 use crate::log::Level;
 
 /// mpecho: a multi-process TCP echo server (one process per connection),
@@ -147,8 +148,8 @@ pub struct ServeArgs {
     /// Seconds a connection may stay idle (the client neither sends nor
     /// reads anything) before its worker closes it; 0 turns it off. Quiet
     /// interactive clients are closed too.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub idle_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = "300")]
+    pub idle_timeout: IdleTimeout,
 }
 
 /// The overload policy at the worker limit.
@@ -193,8 +194,8 @@ pub struct ChatServerArgs {
 
     /// Seconds a client may stay silent before it is forgotten (announced as
     /// `left`); 0 keeps clients until they send END.
-    #[arg(long, value_name = "SECS", default_value_t = 300)]
-    pub idle_timeout: u64,
+    #[arg(long, value_name = "SECS", default_value = "300")]
+    pub idle_timeout: IdleTimeout,
 
     /// Append the log to this file instead of standard error.
     #[arg(long, value_name = "PATH")]

@@ -9,6 +9,7 @@ pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod client;
+pub mod handoff;
 pub mod log;
 pub mod net;
 pub mod server;

@@ -18,6 +18,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::handoff::FIRST_FREE_FD;
 use crate::sys;
 
 /// Severity, from the most to the least important.
@@ -95,16 +96,17 @@ impl Sink {
 
     /// Opens `path` for appending (creating it with mode 0644 if missing).
     ///
-    /// The descriptor is moved to number 5 or above: workers receive the log
-    /// on descriptor 4 and the client on 3, and a source descriptor in that
-    /// range would be overwritten while the worker's descriptors are set up.
+    /// The descriptor is moved to `FIRST_FREE_FD` or above: workers receive
+    /// the log on descriptor 4 and the client on 3, and a source descriptor
+    /// in that range would be overwritten while the worker's descriptors
+    /// are set up (see `handoff.rs`).
     pub fn open_file(path: &Path) -> io::Result<Sink> {
         let file = OpenOptions::new()
             .append(true)
             .create(true)
             .mode(0o644)
             .open(path)?;
-        let fd = sys::dup_at_least(file.as_fd(), 5)?;
+        let fd = sys::dup_at_least(file.as_fd(), FIRST_FREE_FD)?;
         Ok(Sink::File(fd))
     }
 

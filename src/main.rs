@@ -16,6 +16,7 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use mpecho::cli::{self, Command};
+use mpecho::handoff;
 use mpecho::sys::{self, Disposition};
 
 #[unsafe(no_mangle)]
@@ -35,7 +36,7 @@ fn run() -> ExitCode {
     let args: Vec<OsString> = std::env::args_os().collect();
     // Workers are started once per connection: dispatch before clap builds
     // its parser, so their start-up costs only what they need (DESIGN §11).
-    if args.get(1).is_some_and(|a| a == "worker") {
+    if args.get(1).is_some_and(|a| a == handoff::SUBCOMMAND) {
         return mpecho::worker::main(&args[2..]);
     }
     let cli = match cli::parse(args) {

@@ -985,3 +985,11 @@ pub fn signal_name(sig: c_int) -> String {
 pub fn c_string(bytes: impl Into<Vec<u8>>) -> io::Result<CString> {
     CString::new(bytes).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))
 }
+
+/// Sets this process's name (`PR_SET_NAME`): what `ps`, `top` and `pgrep`
+/// show and match. Names longer than 15 bytes are cut by the kernel.
+pub fn set_process_name(name: &std::ffi::CStr) -> io::Result<()> {
+    // SAFETY: PR_SET_NAME reads a NUL-terminated string of which the kernel
+    // copies at most 16 bytes; `name` is one and outlives the call.
+    check(unsafe { libc::prctl(libc::PR_SET_NAME, name.as_ptr()) }).map(drop)
+}

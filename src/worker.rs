@@ -1,60 +1,46 @@
 //! The worker: one process per connection, serving the client found on
 //! descriptor 3 until it leaves.
 //!
-//! `mpecho serve` starts it as
-//! `mpecho worker [--log-level=L] [--log-fd=4] [--idle-timeout=SECS]`
-//! (DESIGN §2), with the connection described in UCSPI variables
-//! (`PROTO`, `TCPREMOTEIP`, …) in its environment. Its path to the first `read` is deliberately short: main.rs
-//! dispatches here before clap runs, the options are parsed by hand, and the
-//! only allocation is the echo buffer. It must never open a descriptor of its
-//! own (the master's tests count them), never block in a call it cannot
-//! abandon on SIGTERM or after the idle timeout, and never log client bytes
-//! unescaped.
+//! `mpecho serve` starts it with the command line, descriptors and
+//! environment that `handoff.rs` defines (DESIGN §2). Its path to the first
+//! `read` is deliberately short: main.rs dispatches here before clap runs,
+//! the options are parsed by hand, and the only allocation is the echo
+//! buffer. It must never open a descriptor of its own (the master's tests
+//! count them), never block in a call it cannot abandon on SIGTERM or after
+//! the idle timeout, and never log client bytes unescaped.
 //!
 //! It echoes with plain blocking `read`/`write`, two system calls per round
 //! trip, like inetd's built-in echo: the idle timeout is the socket's own
 //! receive and send timeout, and SIGTERM's handler shuts the socket down
 //! (see `signals::wake_socket_on`), which ends any blocked call at once.
-//!
-//! Exit statuses: 0 the client left (or the master asked us to finish),
-//! 1 an I/O error on the connection, 2 started wrongly (by hand, without a
-//! socket on descriptor 3, or with unknown options), 3 idle timeout.
+//! How it ends is its exit status, a [`WorkerExit`].
 
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream};
-use std::os::fd::RawFd;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use socket2::Socket;
 
+use crate::handoff::{CLIENT_FD, PROCESS_NAME, WorkerArgs, WorkerExit};
 use crate::log::{self, Level, Sink, debug, info, trace, warning};
 use crate::net::display_addr;
 use crate::signals;
 use crate::sys;
 
-/// The client connection, always: the master `dup2`s it here.
-pub const CLIENT_FD: RawFd = 3;
-/// The log file, when the master logs to one (otherwise standard error).
-pub const LOG_FD: RawFd = 4;
-
 /// Echo buffer. Large enough that a bulk transfer moves in few system calls,
 /// small enough that ten thousand idle workers cost little (DESIGN §11).
 const BUFFER_SIZE: usize = 16 * 1024;
-
-const EXIT_IO_ERROR: u8 = 1;
-const EXIT_USAGE: u8 = 2;
-/// The client neither sent nor consumed anything for the idle timeout; the
-/// master logs this status as `idle timeout`.
-pub const EXIT_IDLE_TIMEOUT: i32 = 3;
 
 /// How many client bytes a trace line shows.
 const TRACE_PREVIEW: usize = 64;
 
 /// Entry point for `mpecho worker`, given the arguments after `worker`.
 pub fn main(args: &[OsString]) -> ExitCode {
-    let options = match Options::parse(args) {
+    // Ignored on failure: a worker under another name still serves.
+    let _ = sys::set_process_name(PROCESS_NAME);
+    let options = match WorkerArgs::parse(args) {
         Ok(options) => options,
         Err(message) => return usage_error(&message),
     };
@@ -73,7 +59,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
             // The client connected and reset before we could look at it:
             // a normal (if short) session, not a misuse of the worker.
             info!("client left before it could be served ({e})");
-            return ExitCode::SUCCESS;
+            return WorkerExit::Done.into();
         }
         Err(e) => {
             return usage_error(&format!(
@@ -83,18 +69,19 @@ pub fn main(args: &[OsString]) -> ExitCode {
     };
     if let Err(e) = signals::wake_socket_on(libc::SIGTERM, CLIENT_FD) {
         warning!("could not install the SIGTERM handler: {e}");
-        return ExitCode::from(EXIT_IO_ERROR);
+        return WorkerExit::IoError.into();
     }
+    let idle_timeout = options.idle_timeout.duration();
     if let Err(e) = stream
-        .set_read_timeout(options.idle_timeout)
-        .and_then(|()| stream.set_write_timeout(options.idle_timeout))
+        .set_read_timeout(idle_timeout)
+        .and_then(|()| stream.set_write_timeout(idle_timeout))
     {
         warning!("could not set the idle timeout on the connection: {e}");
-        return ExitCode::from(EXIT_IO_ERROR);
+        return WorkerExit::IoError.into();
     }
     Session {
         stream,
-        idle_timeout: options.idle_timeout,
+        idle_timeout,
         echoed: 0,
     }
     .serve(peer)
@@ -106,41 +93,7 @@ fn usage_error(problem: &str) -> ExitCode {
          A worker serves one connection handed to it on descriptor {CLIENT_FD}; \
          `mpecho serve` starts one for each client. To run the server, use `mpecho serve`."
     );
-    ExitCode::from(EXIT_USAGE)
-}
-
-/// The worker's options, set by the master, never by a person.
-struct Options {
-    log_level: Level,
-    log_fd: Option<RawFd>,
-    idle_timeout: Option<Duration>,
-}
-
-impl Options {
-    fn parse(args: &[OsString]) -> Result<Options, String> {
-        let mut options = Options {
-            log_level: Level::Info,
-            log_fd: None,
-            idle_timeout: None,
-        };
-        for arg in args {
-            let arg = arg.to_str().ok_or("an option is not valid UTF-8")?;
-            if let Some(name) = arg.strip_prefix("--log-level=") {
-                options.log_level =
-                    Level::from_name(name).ok_or_else(|| format!("unknown log level {name:?}"))?;
-            } else if let Some(fd) = arg.strip_prefix("--log-fd=") {
-                options.log_fd = Some(fd.parse().map_err(|_| format!("bad descriptor {fd:?}"))?);
-            } else if let Some(secs) = arg.strip_prefix("--idle-timeout=") {
-                let secs: u64 = secs
-                    .parse()
-                    .map_err(|_| format!("bad idle timeout {secs:?}"))?;
-                options.idle_timeout = (secs > 0).then(|| Duration::from_secs(secs));
-            } else {
-                return Err(format!("unknown option {arg:?}"));
-            }
-        }
-        Ok(options)
-    }
+    WorkerExit::Usage.into()
 }
 
 /// What was found on descriptor 3.
@@ -209,20 +162,20 @@ impl Session {
         let end = self.echo();
         let elapsed = started.elapsed().as_secs_f64();
         let (reason, status) = match &end {
-            End::ClientClosed => ("client closed".to_string(), 0),
-            End::PeerReset => ("connection reset by client".to_string(), 0),
-            End::Shutdown => ("server shutting down".to_string(), 0),
+            End::ClientClosed => ("client closed".to_string(), WorkerExit::Done),
+            End::PeerReset => ("connection reset by client".to_string(), WorkerExit::Done),
+            End::Shutdown => ("server shutting down".to_string(), WorkerExit::Done),
             End::IdleTimeout(t) => (
                 format!("idle timeout ({}s)", t.as_secs()),
-                EXIT_IDLE_TIMEOUT as u8,
+                WorkerExit::IdleTimeout,
             ),
-            End::Failed(e) => (format!("error: {e}"), EXIT_IO_ERROR),
+            End::Failed(e) => (format!("error: {e}"), WorkerExit::IoError),
         };
         info!(
             "disconnect peer={peer} bytes={} duration={elapsed:.3}s reason={reason}",
             self.echoed
         );
-        ExitCode::from(status)
+        status.into()
     }
 
     /// Copies everything the client sends back to it until it closes,

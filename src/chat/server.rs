@@ -83,7 +83,7 @@ fn serve(args: ChatServerArgs) -> Result<(), ChatServerError> {
     log::init(sink, args.log_level, "chat-server");
     let config = Config {
         max_clients: args.max_clients as usize,
-        idle_timeout: (args.idle_timeout > 0).then(|| Duration::from_secs(args.idle_timeout)),
+        idle_timeout: args.idle_timeout.duration(),
     };
     run(socket, config)
 }

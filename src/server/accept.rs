@@ -1,18 +1,29 @@
-//! Accepting connections, and what to do when `accept` fails.
+//! Accepting connections: a batch of `accept` calls when the listener is
+//! readable, each client admitted to a worker or turned away, and what to do
+//! when `accept` fails.
 //!
-//! The master owns the listener here together with one spare descriptor
-//! (an open `/dev/null`). When the process runs out of descriptors
+//! The [`Acceptor`] owns the listening socket together with one spare
+//! descriptor (an open `/dev/null`). When the process runs out of descriptors
 //! (EMFILE/ENFILE) the kernel keeps the pending connection in the backlog and
 //! the listener stays readable, so a naive loop spins at 100 % CPU while the
 //! client hangs. Instead we give up the spare, accept the waiting connection,
 //! close it at once (the client sees an orderly close), take the spare back,
-//! and pause accepting briefly. This module never spawns and never blocks.
+//! and pause accepting briefly. This module never blocks; whether a client
+//! gets a worker is `admission.rs`'s answer, and starting one is
+//! `spawn.rs`'s job.
 
 use std::fs::File;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use crate::log::Level;
+use crate::net::display_addr;
+
+use super::admission::Refusal;
+use super::event_loop::Master;
+use super::throttle::Kind;
 
 /// Connections accepted per wake-up at most, so that a flood cannot starve
 /// signal handling and reaping in the same loop.
@@ -94,4 +105,74 @@ impl Acceptor {
 
 fn open_spare() -> Option<File> {
     File::open("/dev/null").ok()
+}
+
+impl Master {
+    /// Accepts up to [`ACCEPT_BATCH`] clients, then returns to the loop so
+    /// that a flood cannot starve signals and reaping.
+    pub(super) fn accept_batch(&mut self) {
+        for _ in 0..ACCEPT_BATCH {
+            if self.config.admission.defers(&self.workers) {
+                return;
+            }
+            let Some(acceptor) = self.listener.acceptor() else {
+                return;
+            };
+            let now = Instant::now();
+            match acceptor.accept() {
+                Accept::Client(stream, peer) => self.admit(stream, display_addr(peer), now),
+                Accept::Empty => return,
+                Accept::Aborted(e) => {
+                    self.counters.accept_errors += 1;
+                    self.throttle.log(
+                        Kind::AcceptError,
+                        Level::Warn,
+                        now,
+                        format_args!("accept failed: {e}; continuing"),
+                    );
+                }
+                Accept::Exhausted { error, shed } => {
+                    self.counters.accept_errors += 1;
+                    let what = if shed {
+                        "closed one waiting connection"
+                    } else {
+                        "could not close the waiting connection"
+                    };
+                    self.throttle.log(
+                        Kind::AcceptError,
+                        Level::Error,
+                        now,
+                        format_args!(
+                            "accept failed: {error}; {what}, pausing accepts for {}ms",
+                            BACKOFF.as_millis()
+                        ),
+                    );
+                    self.pause_accepting();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Hands a new connection to a worker, or turns it away. Either way the
+    /// master's copy of the socket is closed on return.
+    fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
+        match self.config.admission.admit(&self.workers, peer.ip()) {
+            Ok(()) => self.start_worker(&client, peer, now),
+            Err(refusal) => self.turn_away(&refusal, peer, now),
+        }
+    }
+
+    fn turn_away(&mut self, refusal: &Refusal, peer: SocketAddr, now: Instant) {
+        match refusal {
+            Refusal::Full { .. } => self.counters.rejected_full += 1,
+            Refusal::PerIp { .. } => self.counters.rejected_per_ip += 1,
+        }
+        self.throttle.log(
+            refusal.kind(),
+            Level::Warn,
+            now,
+            format_args!("rejected peer={peer}: {refusal}"),
+        );
+    }
 }

@@ -5,9 +5,9 @@
 //! some worker has no pidfd. SIGCHLDs coalesce: one flag may stand for many
 //! exits, so that call reaps every child that has ended, never just one.
 
+use crate::handoff::WorkerExit;
 use crate::log::{error, info, warning};
 use crate::sys::{self, ExitKind, pid_t};
-use crate::worker::EXIT_IDLE_TIMEOUT;
 
 use super::monitor::Counters;
 use super::workers::Workers;
@@ -53,22 +53,26 @@ fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut 
     };
     let active = workers.len();
     match how {
-        ExitKind::Code(0) => {
-            counters.exited_ok += 1;
-            info!("worker {pid} exited status=0 peer={peer} lived={lived:.3}s active={active}");
-        }
-        ExitKind::Code(EXIT_IDLE_TIMEOUT) => {
-            counters.exited_idle += 1;
-            info!(
-                "worker {pid} exited status={EXIT_IDLE_TIMEOUT} (idle timeout) peer={peer} lived={lived:.3}s active={active}"
-            );
-        }
-        ExitKind::Code(code) => {
-            counters.exited_error += 1;
-            warning!(
-                "worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}"
-            );
-        }
+        ExitKind::Code(code) => match WorkerExit::from_code(code) {
+            Some(WorkerExit::Done) => {
+                counters.exited_ok += 1;
+                info!(
+                    "worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}"
+                );
+            }
+            Some(WorkerExit::IdleTimeout) => {
+                counters.exited_idle += 1;
+                info!(
+                    "worker {pid} exited status={code} (idle timeout) peer={peer} lived={lived:.3}s active={active}"
+                );
+            }
+            Some(WorkerExit::IoError | WorkerExit::Usage) | None => {
+                counters.exited_error += 1;
+                warning!(
+                    "worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}"
+                );
+            }
+        },
         ExitKind::Signal(sig) => {
             counters.exited_signal += 1;
             warning!(

@@ -1,0 +1,48 @@
+//! What the master runs with: `mpecho serve`'s options once parsed, in the
+//! form the loop uses, independent of how they were given (a test or an
+//! embedding program builds one directly and calls `server::run`).
+//!
+//! This module only converts; it opens, checks and starts nothing.
+
+use std::time::Duration;
+
+use crate::cli::ServeArgs;
+use crate::handoff::IdleTimeout;
+use crate::log::Level;
+
+use super::admission::Admission;
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub admission: Admission,
+    /// Zero turns the periodic figures off (SIGUSR1 still asks for one).
+    pub monitor_interval: Duration,
+    pub grace: Duration,
+    /// Passed on to every worker.
+    pub worker: WorkerSettings,
+}
+
+/// What every worker is told on its command line (see `handoff.rs`).
+#[derive(Debug, Clone)]
+pub struct WorkerSettings {
+    pub log_level: Level,
+    pub idle_timeout: IdleTimeout,
+}
+
+impl Config {
+    pub fn from_args(args: &ServeArgs) -> Config {
+        Config {
+            admission: Admission {
+                max_workers: args.max_workers as usize,
+                max_per_ip: args.max_per_ip as usize,
+                on_full: args.on_full,
+            },
+            monitor_interval: Duration::from_secs(args.monitor_interval),
+            grace: Duration::from_secs(args.grace),
+            worker: WorkerSettings {
+                log_level: args.log_level,
+                idle_timeout: args.idle_timeout,
+            },
+        }
+    }
+}

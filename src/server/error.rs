@@ -1,0 +1,33 @@
+//! Why `mpecho serve` could not start or had to stop: one sentence each,
+//! naming what failed and on what, for the one line the operator reads on
+//! standard error before exit status 1.
+
+use std::io;
+
+use crate::log::OpenLogError;
+
+use super::privileges::PrivilegeError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("could not listen on {addr}: {reason}")]
+    Bind { addr: String, reason: String },
+    #[error(transparent)]
+    LogFile(#[from] OpenLogError),
+    #[error("could not mark inherited descriptors close-on-exec: {0}")]
+    InheritedFds(io::Error),
+    #[error("could not install signal handlers: {0}")]
+    Signals(io::Error),
+    #[error("could not prepare the worker command line: {0}")]
+    Spawner(io::Error),
+    #[error("could not read the listening address: {0}")]
+    LocalAddr(io::Error),
+    #[error("could not write the `listening on` line to standard output: {0}")]
+    Announce(io::Error),
+    #[error("waiting for events failed: {0}")]
+    Wait(io::Error),
+    #[error("could not set up epoll: {0}")]
+    Epoll(io::Error),
+    #[error(transparent)]
+    Privileges(#[from] PrivilegeError),
+}
