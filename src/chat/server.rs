@@ -1,8 +1,9 @@
 //! The relay: `mpecho chat-server`.
 //!
-//! One non-blocking UDP socket and one `ppoll` loop, like the echo master:
-//! signal handlers only set flags, and every datagram, announcement and
-//! expiry is handled in the loop. Every datagram from a known client is
+//! One non-blocking UDP socket and one `ppoll` loop (a single descriptor
+//! needs no epoll set). As in the echo master, signal handlers only set
+//! flags, and every datagram, announcement and expiry is handled in the
+//! loop. Every datagram from a known client is
 //! relayed, tagged, to every *other* known client as one datagram; nothing
 //! is ever sent back to its sender, truncated, or relayed from an address
 //! that looks like a reflection attack.

@@ -2,7 +2,8 @@
 //! how many come from each client address.
 //!
 //! A pid enters the table right after a successful spawn and leaves it only
-//! when `waitpid` reports it (see `reap.rs`). Every way a worker can end
+//! when it is reaped (see `reap.rs`: `waitid` on its pidfd, or `waitpid`
+//! for a worker without one). Every way a worker can end
 //! (exit, crash, SIGKILL, shutdown) goes through that one removal, so a
 //! per-address slot is released exactly once. The table never silently
 //! stops tracking: the limits are checked against it *before* spawning
