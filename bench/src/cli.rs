@@ -65,8 +65,9 @@ pub enum Command {
     /// Open N connections, verify an echo on each, hold them for the
     /// duration, verify again: survivors, connect times, time to open.
     Hold(LoadArgs),
-    /// Measure this machine's process-creation ceiling: posix_spawn and
-    /// wait of a tiny static program, with 1 and then 2 in flight.
+    /// Measure this machine's process-creation ceiling: mpecho's own spawn
+    /// (clone + exec, as for its workers) and wait of a tiny static
+    /// program, with 1 and then 2 in flight.
     SpawnProbe(ProbeArgs),
 }
 

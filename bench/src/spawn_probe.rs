@@ -1,13 +1,17 @@
 //! `mpecho-bench spawn-probe`: the machine's own process-creation ceiling.
 //!
 //! Starts a tiny static C program (`int main(void){return 0;}`, built by
-//! this crate's build.rs and embedded here) with `posix_spawn` and reaps
-//! it, in a loop, first with one child in flight and then with two, for
-//! the duration each. The spawns per second it reports are what no
-//! process-per-connection server on this machine can beat, so a churn
-//! figure can be stated as a fraction of it. It uses the server's own
-//! spawn and reap paths (`sys::SpawnTemplate`, `sys::reap_child`), never a
-//! second one.
+//! this crate's build.rs and embedded here) and reaps it, in a loop, first
+//! with one child in flight and then with two, for the duration each. The
+//! spawns per second it reports are what no process-per-connection server
+//! on this machine can beat, so a churn figure can be stated as a fraction
+//! of it. Children start through the same call that starts mpecho's
+//! workers, `mpecho::sys::SpawnTemplate::spawn`: a `clone` with
+//! `CLONE_VM | CLONE_VFORK | CLONE_FILES` whose child unshares only the
+//! descriptors it needs, then `execve` (not `posix_spawn`). They are
+//! reaped with `sys::reap_child` (`waitpid` on the pid; the master reaps
+//! through pidfds). It must never grow a spawn path of its own, or it
+//! would measure something the server does not do.
 //!
 //! The program is written to a temporary file (mode 0755) for the run and
 //! removed afterwards, however the run ends short of a kill. Without a C
@@ -269,8 +273,8 @@ impl Probe {
     pub fn to_human(&self) -> String {
         let spawns = self.spawns();
         let mut out = format!(
-            "{NAME} spawn-probe: posix_spawn + wait of a static `return 0` program \
-             ({} bytes), {:.3} s per round\n",
+            "{NAME} spawn-probe: clone + exec + wait (mpecho's own spawn) of a static \
+             `return 0` program ({} bytes), {:.3} s per round\n",
             PROGRAM.len(),
             self.duration.as_secs_f64()
         );
