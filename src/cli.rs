@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::log::Level;
 
@@ -32,13 +32,20 @@ const EXIT_USAGE: u8 = 2;
 /// subcommand concerned go to stderr with status 2 (clap alone shows the
 /// usage only for some kinds of error, not for an invalid value).
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    parse_as(args)
+}
+
+/// `parse` for any command line with subcommands (`mpecho-bench` parses
+/// its own with it), so every executable of the workspace treats help and
+/// usage errors alike.
+pub fn parse_as<C: Parser>(args: Vec<OsString>) -> Result<C, ExitCode> {
     let subcommand = args.get(1).and_then(|a| a.to_str()).map(str::to_string);
-    Cli::try_parse_from(args).map_err(|e| {
+    C::try_parse_from(args).map_err(|e| {
         if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        let mut command = Cli::command();
+        let mut command = C::command();
         command.build();
         // The usage of the subcommand named (`mpecho serve`).
         let mut usage_of = match subcommand.and_then(|name| command.find_subcommand(name)) {

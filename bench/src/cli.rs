@@ -10,8 +10,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::scenario::Settings;
 
@@ -25,33 +24,12 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Exit status for a bad command line, as clap and BSD `sysexits` usage.
-const EXIT_USAGE: u8 = 2;
-
 /// Parses the command line. On `--help`/`--version` the text is printed and
 /// the status is 0; on any usage error the error *and the usage* of the
-/// scenario concerned go to stderr with status 2 (clap alone shows the
-/// usage only for some kinds of error, not for an invalid value).
+/// scenario concerned go to stderr with status 2, exactly as `mpecho`
+/// treats its own command line.
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
-    let scenario = args.get(1).and_then(|a| a.to_str()).map(str::to_string);
-    Cli::try_parse_from(args).map_err(|e| {
-        if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
-            let _ = e.print();
-            return ExitCode::SUCCESS;
-        }
-        let mut command = Cli::command();
-        command.build();
-        let mut usage_of = scenario
-            .and_then(|name| command.find_subcommand(name).cloned())
-            .unwrap_or(command);
-        let rendered = e.render().to_string();
-        if rendered.contains("Usage:") {
-            eprint!("{rendered}");
-        } else {
-            eprint!("{rendered}\n{}\n", usage_of.render_usage());
-        }
-        ExitCode::from(EXIT_USAGE)
-    })
+    mpecho::cli::parse_as(args)
 }
 
 #[derive(Debug, Clone, Subcommand)]
