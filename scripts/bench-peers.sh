@@ -4,8 +4,8 @@
 #   - ucspi-tcp's tcpserver running cat
 #   - openbsd-inetd's built-in echo (a generated configuration)
 #   - socat fork + EXEC:cat
-# The same `mpecho bench` scenarios run against each (churn, steady, hold, each
-# RUNS times, medians reported), plus `mpecho bench spawn-probe` once, the PSS
+# The same `mpecho-bench` scenarios run against each (churn, steady, hold, each
+# RUNS times, medians reported), plus `mpecho-bench spawn-probe` once, the PSS
 # of each server's whole process tree while it holds N connections, the
 # latency of one new connection with none and with N held, and, for mpecho,
 # how long SIGTERM takes with N workers held. One table on standard output,
@@ -85,6 +85,7 @@ BG=()
 FAILURES=0
 TMP=""
 MPECHO=""
+MPECHO_BENCH=""
 
 log() { printf '%s %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() {
@@ -253,13 +254,16 @@ if ((${#missing[@]})); then
 fi
 INETD=$(command -v inetd || printf '/usr/sbin/inetd')
 
-log "building mpecho (cargo build --release)"
-(cd "$ROOT" && timeout 1800 cargo build --release --quiet) || die "cargo build --release failed"
-built=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-gnu/release/mpecho
-[[ -x $built ]] || die "no binary at $built after the build"
-# A private copy: a rebuild while this runs must not change what is measured.
+log "building mpecho and mpecho-bench (cargo build --release --workspace)"
+(cd "$ROOT" && timeout 1800 cargo build --release --workspace --quiet) || die "cargo build --release --workspace failed"
+built=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-gnu/release
+[[ -x $built/mpecho ]] || die "no binary at $built/mpecho after the build"
+[[ -x $built/mpecho-bench ]] || die "no binary at $built/mpecho-bench after the build"
+# Private copies: a rebuild while this runs must not change what is measured.
 MPECHO=$TMP/mpecho
-cp "$built" "$MPECHO"
+MPECHO_BENCH=$TMP/mpecho-bench
+cp "$built/mpecho" "$MPECHO"
+cp "$built/mpecho-bench" "$MPECHO_BENCH"
 MPECHO_VERSION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
 
 # Descriptors: the hold client needs N + a few. Raising the hard limit needs
@@ -355,7 +359,7 @@ start_server() {
 		;;
 	esac
 	# Ready means it echoes: one connection, verified.
-	timeout -k 2 30 "$MPECHO" bench hold --target "${ADDR[$name]}" -c 1 --duration 0.1 --json \
+	timeout -k 2 30 "$MPECHO_BENCH" hold --target "${ADDR[$name]}" -c 1 --duration 0.1 --json \
 		>"$RAW/ready.$name.json" 2>"$RAW/ready.$name.err" || return 1
 	[[ $(jq -r '.survivors' "$RAW/ready.$name.json" 2>/dev/null) == 1 ]]
 }
@@ -371,12 +375,12 @@ median() {
 }
 total() { values "$1" "$2" | awk '{ s += $1 } END { print (NR ? s : "-") }'; }
 
-# run_bench OUT LIMIT ARGS...: `mpecho bench ARGS --json` bounded by LIMIT
+# run_bench OUT LIMIT ARGS...: `mpecho-bench ARGS --json` bounded by LIMIT
 # seconds; succeeds when a report came out (errors it counted are in it).
 run_bench() {
 	local out=$1 limit=$2 rc=0
 	shift 2
-	timeout -k 5 "$limit" "$MPECHO" bench "$@" --json >"$out" 2>"$out.err" || rc=$?
+	timeout -k 5 "$limit" "$MPECHO_BENCH" "$@" --json >"$out" 2>"$out.err" || rc=$?
 	report_ok "$out" "$rc"
 }
 report_ok() {
@@ -468,7 +472,7 @@ run_hold() { # SERVER REP
 	wait_drained "$s"
 	out=$RAW/hold.$s.$rep.json
 	log "hold -c $HOLD_N against ${LABEL[$s]} (run $rep of $RUNS)"
-	timeout -k 5 "$(hold_limit)" "$MPECHO" bench hold --target "${ADDR[$s]}" -c "$HOLD_N" --size "$SIZE" \
+	timeout -k 5 "$(hold_limit)" "$MPECHO_BENCH" hold --target "${ADDR[$s]}" -c "$HOLD_N" --size "$SIZE" \
 		--duration "$HOLD_SECS" --timeout 30 --json >"$out" 2>"$out.err" &
 	job=$!
 	BG+=("$job")
@@ -502,7 +506,7 @@ sigterm_test() {
 	root=${PID[mpecho]}
 	out=$RAW/hold.sigterm.json
 	log "SIGTERM to mpecho holding $HOLD_N workers"
-	timeout -k 5 "$(hold_limit)" "$MPECHO" bench hold --target "${ADDR[mpecho]}" -c "$HOLD_N" --size "$SIZE" \
+	timeout -k 5 "$(hold_limit)" "$MPECHO_BENCH" hold --target "${ADDR[mpecho]}" -c "$HOLD_N" --size "$SIZE" \
 		--duration "$HOLD_SECS" --timeout 30 --json >"$out" 2>"$out.err" &
 	job=$!
 	BG+=("$job")

@@ -6,13 +6,12 @@
 //! (DESIGN §11); it appears here only so that `--help` can mention it.
 
 use std::ffi::OsString;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use clap::error::ErrorKind;
-use clap::{Args, CommandFactory, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use crate::handoff::IdleTimeout;
 use crate::log::Level;
@@ -34,26 +33,26 @@ const EXIT_USAGE: u8 = 2;
 /// subcommand concerned go to stderr with status 2 (clap alone shows the
 /// usage only for some kinds of error, not for an invalid value).
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    parse_as(args)
+}
+
+/// `parse` for any command line with subcommands (`mpecho-bench` parses
+/// its own with it), so every executable of the workspace treats help and
+/// usage errors alike.
+pub fn parse_as<C: Parser>(args: Vec<OsString>) -> Result<C, ExitCode> {
     let subcommand = args.get(1).and_then(|a| a.to_str()).map(str::to_string);
-    let nested = args.get(2).and_then(|a| a.to_str()).map(str::to_string);
-    Cli::try_parse_from(args).map_err(|e| {
+    C::try_parse_from(args).map_err(|e| {
         if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
             let _ = e.print();
             return ExitCode::SUCCESS;
         }
-        let mut command = Cli::command();
+        let mut command = C::command();
         command.build();
-        // The usage of the innermost subcommand named (`mpecho bench churn`).
+        // The usage of the subcommand named (`mpecho serve`).
         let mut usage_of = match subcommand.and_then(|name| command.find_subcommand(name)) {
             Some(sub) => sub.clone(),
             None => command.clone(),
         };
-        if let Some(nested) = nested
-            .and_then(|name| usage_of.find_subcommand(&name))
-            .cloned()
-        {
-            usage_of = nested;
-        }
         let usage = usage_of.render_usage();
         let rendered = e.render().to_string();
         if rendered.contains("Usage:") {
@@ -79,10 +78,6 @@ pub enum Command {
     /// Join a chat relay: lines typed are sent, messages received are
     /// printed (END or end of input leaves).
     Chat(ChatArgs),
-    /// Load generator: measure an echo server's connection churn, steady
-    /// round trips or held connections, verifying every byte; or measure
-    /// this machine's process-creation ceiling.
-    Bench(BenchArgs),
     /// Internal: serve the client on descriptor 3 (started by `mpecho serve`,
     /// never by hand).
     #[command(hide = true)]
@@ -215,126 +210,4 @@ pub struct ChatArgs {
     /// Relay port.
     #[arg(default_value_t = 9191)]
     pub port: u16,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct BenchArgs {
-    #[command(subcommand)]
-    pub scenario: BenchScenario,
-}
-
-#[derive(Debug, Clone, Subcommand)]
-pub enum BenchScenario {
-    /// N concurrent loops of connect, send SIZE bytes, read them back,
-    /// close: connections per second, latency per connection.
-    Churn(LoadArgs),
-    /// N persistent connections doing request/response echo of SIZE
-    /// bytes, one request outstanding each: round trips per second.
-    Steady(LoadArgs),
-    /// Open N connections, verify an echo on each, hold them for the
-    /// duration, verify again: survivors, connect times, time to open.
-    Hold(LoadArgs),
-    /// Measure this machine's process-creation ceiling: posix_spawn and
-    /// wait of a tiny static program, with 1 and then 2 in flight.
-    SpawnProbe(ProbeArgs),
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct LoadArgs {
-    /// The echo server to load, as HOST:PORT (IPv6 as [::1]:PORT).
-    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9190",
-          value_parser = parse_target)]
-    pub target: SocketAddr,
-
-    /// Connections (concurrent loops for churn, persistent connections for
-    /// steady, connections held for hold).
-    #[arg(short = 'c', long, value_name = "N", default_value_t = 16,
-          value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
-    pub connections: u32,
-
-    /// Bytes per request; each request's payload is unique to its
-    /// connection and sequence number, and its echo is checked byte for
-    /// byte.
-    #[arg(long, value_name = "BYTES", default_value_t = 64,
-          value_parser = clap::value_parser!(u32).range(1..=16 * 1024 * 1024))]
-    pub size: u32,
-
-    /// Seconds to run (for hold: to hold the connections); fractions allowed.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
-    pub duration: Duration,
-
-    /// Seconds a connect or an echo may take before it counts as a
-    /// timeout error.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
-    pub timeout: Duration,
-
-    /// Print the report as one JSON object on standard output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-#[derive(Debug, Clone, Args)]
-pub struct ProbeArgs {
-    /// Seconds each round (1 in flight, then 2) runs; fractions allowed.
-    #[arg(long, value_name = "SECS", default_value = "5", value_parser = parse_seconds)]
-    pub duration: Duration,
-
-    /// Print the report as one JSON object on standard output.
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// The longest `--duration` or `--timeout` accepted: a day.
-const MAX_SECONDS: f64 = 86_400.0;
-
-/// A positive number of seconds, fractions allowed, at most a day.
-fn parse_seconds(text: &str) -> Result<Duration, String> {
-    let secs: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number of seconds"))?;
-    if !(secs > 0.0 && secs <= MAX_SECONDS) {
-        return Err(format!(
-            "{text} is out of range (more than 0, at most {MAX_SECONDS} seconds)"
-        ));
-    }
-    Ok(Duration::from_secs_f64(secs))
-}
-
-/// `IP:PORT` as is; `HOST:PORT` resolved, first address.
-fn parse_target(text: &str) -> Result<SocketAddr, String> {
-    if let Ok(addr) = text.parse() {
-        return Ok(addr);
-    }
-    if !text.contains(':') {
-        return Err(format!("{text:?} has no port: expected HOST:PORT"));
-    }
-    text.to_socket_addrs()
-        .map_err(|e| format!("could not resolve {text:?}: {e}"))?
-        .next()
-        .ok_or_else(|| format!("{text:?} has no address"))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seconds_accept_fractions_and_refuse_nonsense() {
-        assert_eq!(parse_seconds("1.5"), Ok(Duration::from_millis(1500)));
-        assert_eq!(parse_seconds("5"), Ok(Duration::from_secs(5)));
-        for bad in ["0", "-1", "nan", "inf", "1e9", "soon", ""] {
-            assert!(parse_seconds(bad).is_err(), "{bad:?} accepted");
-        }
-    }
-
-    #[test]
-    fn targets_are_ip_and_port() {
-        assert_eq!(
-            parse_target("127.0.0.1:9190"),
-            Ok("127.0.0.1:9190".parse().unwrap())
-        );
-        assert_eq!(parse_target("[::1]:80"), Ok("[::1]:80".parse().unwrap()));
-        assert!(parse_target("127.0.0.1").is_err());
-    }
 }

@@ -3,9 +3,8 @@
 //!
 //! `main.rs` only parses the command line and calls one entry point per
 //! subcommand: [`server::main`], [`worker::main`], [`client::main`],
-//! [`chat::server::main`], [`chat::client::main`], [`bench::main`].
+//! [`chat::server::main`], [`chat::client::main`].
 
-pub mod bench;
 pub mod chat;
 pub mod cli;
 pub mod client;

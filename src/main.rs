@@ -48,7 +48,6 @@ fn run() -> ExitCode {
         Command::Client(args) => mpecho::client::main(args),
         Command::ChatServer(args) => mpecho::chat::server::main(args),
         Command::Chat(args) => mpecho::chat::client::main(args),
-        Command::Bench(args) => mpecho::bench::main(args),
         Command::Worker => mpecho::worker::main(&[]),
     }
 }

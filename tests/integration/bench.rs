@@ -1,4 +1,4 @@
-//! `mpecho bench`: each scenario against the real server, the figures its
+//! `mpecho-bench`: each scenario against the real server, the figures its
 //! JSON report gives, byte verification against deliberately corrupting
 //! servers, and what it does when the target is unreachable or silent.
 
@@ -13,15 +13,16 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{ChildGuard, Server, TIMEOUT, mpecho_bin, run_mpecho, text, wait_for};
+use crate::util::{
+    ChildGuard, Server, TIMEOUT, mpecho_bench_bin, run_mpecho_bench, text, wait_for,
+};
 
-/// Runs `mpecho bench ARGS --json` and returns its output and the one JSON
+/// Runs `mpecho-bench ARGS --json` and returns its output and the one JSON
 /// object it printed on stdout.
 fn bench_json(args: &[&str]) -> (Output, Value) {
-    let mut all = vec!["bench"];
-    all.extend_from_slice(args);
+    let mut all = args.to_vec();
     all.push("--json");
-    let output = run_mpecho(&all, b"");
+    let output = run_mpecho_bench(&all, b"");
     (output.clone(), parse_report(&output))
 }
 
@@ -144,13 +145,13 @@ fn hold_keeps_every_connection_and_reports_survivors() {
     let server = Server::start(&[]);
     let target = server.addr.to_string();
     let mut bench = ChildGuard(
-        Command::new(mpecho_bin())
-            .args(["bench", "hold", "--target", &target])
+        Command::new(mpecho_bench_bin())
+            .args(["hold", "--target", &target])
             .args(["-c", "20", "--duration", "1", "--json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start mpecho bench"),
+            .expect("start mpecho-bench"),
     );
     server.wait_for_workers(20);
     let output = bench.wait_output();
@@ -172,9 +173,8 @@ fn hold_keeps_every_connection_and_reports_survivors() {
 fn human_report_shows_throughput_latency_errors_and_cpu() {
     let server = Server::start(&[]);
     let target = server.addr.to_string();
-    let output = run_mpecho(
+    let output = run_mpecho_bench(
         &[
-            "bench",
             "steady",
             "--target",
             &target,
@@ -392,9 +392,8 @@ fn an_unreachable_target_is_refused_and_fails() {
 /// is opened, with a message saying what to change.
 #[test]
 fn oversized_buffers_are_refused_up_front() {
-    let output = run_mpecho(
+    let output = run_mpecho_bench(
         &[
-            "bench",
             "hold",
             "-c",
             "100000",
@@ -448,12 +447,12 @@ fn a_silent_server_times_out_and_the_run_stays_bounded() {
 #[test]
 fn spawn_probe_reports_spawns_per_second() {
     let mut probe = ChildGuard(
-        Command::new(mpecho_bin())
-            .args(["bench", "spawn-probe", "--duration", "0.3", "--json"])
+        Command::new(mpecho_bench_bin())
+            .args(["spawn-probe", "--duration", "0.3", "--json"])
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("start mpecho bench spawn-probe"),
+            .expect("start mpecho-bench spawn-probe"),
     );
     let program = std::env::temp_dir().join(format!("mpecho-spawn-probe-{}", probe.0.id()));
     let mode = wait_for("the probe program on disk", TIMEOUT, || {
@@ -485,17 +484,17 @@ fn spawn_probe_reports_spawns_per_second() {
 #[test]
 fn bad_options_are_usage_errors() {
     for args in [
-        &["bench", "churn", "-c", "0"][..],
-        &["bench", "steady", "--duration", "0"],
-        &["bench", "hold", "--size", "0"],
-        &["bench", "hold", "--target", "127.0.0.1"],
-        &["bench", "stampede"],
-        &["bench", "churn", "--timeout", "forever"],
+        &["churn", "-c", "0"][..],
+        &["steady", "--duration", "0"],
+        &["hold", "--size", "0"],
+        &["hold", "--target", "127.0.0.1"],
+        &["stampede"],
+        &["churn", "--timeout", "forever"],
     ] {
-        let output = run_mpecho(args, b"");
+        let output = run_mpecho_bench(args, b"");
         assert_eq!(output.status.code(), Some(2), "{args:?}");
         assert!(output.stdout.is_empty(), "{args:?}");
         let stderr = text(&output.stderr);
-        assert!(stderr.contains("Usage: mpecho bench"), "{args:?}: {stderr}");
+        assert!(stderr.contains("Usage: mpecho-bench"), "{args:?}: {stderr}");
     }
 }

@@ -30,6 +30,20 @@ pub fn mpecho_bin() -> &'static str {
     env!("CARGO_BIN_EXE_mpecho")
 }
 
+/// The `mpecho-bench` executable, beside `mpecho`: it belongs to another
+/// package of the workspace, so Cargo gives this crate no
+/// `CARGO_BIN_EXE_` for it; the root `cargo test` builds it.
+pub fn mpecho_bench_bin() -> PathBuf {
+    let bin = Path::new(mpecho_bin()).with_file_name("mpecho-bench");
+    assert!(
+        bin.is_file(),
+        "{} is missing: build it with `cargo build -p mpecho-bench`, or run \
+         `cargo test` at the repository root, which builds every binary",
+        bin.display()
+    );
+    bin
+}
+
 /// Polls `condition` until it returns `Some`, or panics with `what` after
 /// `timeout`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut condition: impl FnMut() -> Option<T>) -> T {
@@ -473,13 +487,24 @@ pub fn text(bytes: &[u8]) -> String {
 
 /// Runs `mpecho ARGS` with `stdin` as its input, bounded by `TIMEOUT`.
 pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
-    let mut child = Command::new(mpecho_bin())
+    run_program(Path::new(mpecho_bin()), args, stdin)
+}
+
+/// Runs `mpecho-bench ARGS` with `stdin` as its input, bounded by `TIMEOUT`.
+pub fn run_mpecho_bench(args: &[&str], stdin: &[u8]) -> Output {
+    run_program(&mpecho_bench_bin(), args, stdin)
+}
+
+/// Runs `program ARGS` with `stdin` as its input, bounded by `TIMEOUT`.
+fn run_program(program: &Path, args: &[&str], stdin: &[u8]) -> Output {
+    let name = program.file_name().unwrap_or_default().to_string_lossy();
+    let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("start mpecho");
+        .unwrap_or_else(|e| panic!("start {name}: {e}"));
     let mut input = child.stdin.take().expect("stdin is piped");
     let data = stdin.to_vec();
     let writer = thread::spawn(move || {
@@ -491,11 +516,11 @@ pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
         let _ = tx.send(child.wait_with_output());
     });
     let output = match rx.recv_timeout(TIMEOUT) {
-        Ok(output) => output.expect("collect mpecho's output"),
+        Ok(output) => output.unwrap_or_else(|e| panic!("collect {name}'s output: {e}")),
         Err(_) => {
             send_signal(pid, libc::SIGKILL);
             panic!(
-                "`mpecho {}` did not finish within {TIMEOUT:?}",
+                "`{name} {}` did not finish within {TIMEOUT:?}",
                 args.join(" ")
             );
         }

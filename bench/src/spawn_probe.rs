@@ -1,30 +1,35 @@
-//! `mpecho bench spawn-probe`: the machine's own process-creation ceiling.
+//! `mpecho-bench spawn-probe`: the machine's own process-creation ceiling.
 //!
 //! Starts a tiny static C program (`int main(void){return 0;}`, built by
-//! build.rs and embedded here) with `posix_spawn` and reaps it, in a loop,
-//! first with one child in flight and then with two, for the duration each.
-//! The spawns per second it reports are what no process-per-connection
-//! server on this machine can beat, so a churn figure can be stated as a
-//! fraction of it. It uses the server's own spawn and reap paths
-//! (`sys::SpawnTemplate`, `sys::reap_child`), never a second one.
+//! this crate's build.rs and embedded here) and reaps it, in a loop, first
+//! with one child in flight and then with two, for the duration each. The
+//! spawns per second it reports are what no process-per-connection server
+//! on this machine can beat, so a churn figure can be stated as a fraction
+//! of it. Children start through the same call that starts mpecho's
+//! workers, `mpecho::sys::SpawnTemplate::spawn`: a `clone` with
+//! `CLONE_VM | CLONE_VFORK | CLONE_FILES` whose child unshares only the
+//! descriptors it needs, then `execve` (not `posix_spawn`). They are
+//! reaped with `sys::reap_child` (`waitpid` on the pid; the master reaps
+//! through pidfds). It must never grow a spawn path of its own, or it
+//! would measure something the server does not do.
 //!
 //! The program is written to a temporary file (mode 0755) for the run and
 //! removed afterwards, however the run ends short of a kill. Without a C
 //! compiler and static libc at build time it is empty: the probe then says
-//! it is unavailable and exits 1.
+//! it is unavailable. Measuring and rendering only: printing the report and
+//! the exit status are `main.rs`'s.
 
 use std::collections::VecDeque;
 use std::fs::{self, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use super::print_stdout;
-use super::report::Json;
-use crate::cli::ProbeArgs;
-use crate::sys::{self, CpuTime, ExitKind, SpawnTemplate, Usage, pid_t};
+use mpecho::sys::{self, CpuTime, ExitKind, SpawnTemplate, Usage, pid_t};
+
+use crate::report::Json;
+use crate::scenario::NAME;
 
 /// The reference program, compiled by build.rs (empty if it could not be).
 const PROGRAM: &[u8] = include_bytes!(env!("MPECHO_SPAWN_PROBE_PROGRAM"));
@@ -35,7 +40,7 @@ const IN_FLIGHT: [usize; 2] = [1, 2];
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
     #[error(
-        "unavailable: this mpecho was built without the probe program \
+        "unavailable: this {NAME} was built without the probe program \
          (building it needs a C compiler and a static libc: `cc -static`)"
     )]
     Unavailable,
@@ -72,49 +77,42 @@ impl Round {
     }
 }
 
-/// Entry point for `mpecho bench spawn-probe`.
-pub fn main(args: ProbeArgs) -> ExitCode {
-    let cpu_before = sys::cpu_time(Usage::OwnProcess);
+/// A finished probe: every round, and the CPU time it took.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    /// How long each round ran for.
+    pub duration: Duration,
+    pub rounds: Vec<Round>,
+    /// This process's CPU time (spawning and reaping).
+    pub own: CpuTime,
+    /// The reaped children's CPU time (exec and exit).
+    pub children: CpuTime,
+}
+
+/// Runs every round for `duration`, and measures the CPU time the probe
+/// and its children used.
+pub fn run(duration: Duration) -> Result<Probe, ProbeError> {
+    let own_before = sys::cpu_time(Usage::OwnProcess);
     let children_before = sys::cpu_time(Usage::ReapedChildren);
-    let rounds = match run(args.duration) {
-        Ok(rounds) => rounds,
-        Err(e) => {
-            eprintln!("mpecho bench spawn-probe: {e}");
-            return ExitCode::FAILURE;
-        }
+    let rounds = run_rounds(duration)?;
+    let cpu_since = |who, before: io::Result<CpuTime>| -> Result<CpuTime, ProbeError> {
+        let before = before.map_err(ProbeError::CpuTime)?;
+        Ok(sys::cpu_time(who)
+            .map_err(ProbeError::CpuTime)?
+            .since(&before))
     };
-    let cpu = cpu_before
-        .and_then(|before| Ok(sys::cpu_time(Usage::OwnProcess)?.since(&before)))
-        .and_then(|own| {
-            let children_before = children_before?;
-            Ok((
-                own,
-                sys::cpu_time(Usage::ReapedChildren)?.since(&children_before),
-            ))
-        });
-    let (own, children) = match cpu {
-        Ok(cpu) => cpu,
-        Err(e) => {
-            eprintln!("mpecho bench spawn-probe: {}", ProbeError::CpuTime(e));
-            return ExitCode::FAILURE;
-        }
-    };
-    let text = if args.json {
-        to_json(args.duration, &rounds, own, children) + "\n"
-    } else {
-        to_human(args.duration, &rounds, own, children)
-    };
-    print_stdout(&text);
-    let failures: u64 = rounds.iter().map(|r| r.failures).sum();
-    if failures > 0 {
-        eprintln!("mpecho bench spawn-probe: {failures} probe children did not exit with status 0");
-        return ExitCode::FAILURE;
-    }
-    ExitCode::SUCCESS
+    let own = cpu_since(Usage::OwnProcess, own_before)?;
+    let children = cpu_since(Usage::ReapedChildren, children_before)?;
+    Ok(Probe {
+        duration,
+        rounds,
+        own,
+        children,
+    })
 }
 
 /// Writes the program out and runs every round for `duration`.
-pub fn run(duration: Duration) -> Result<Vec<Round>, ProbeError> {
+fn run_rounds(duration: Duration) -> Result<Vec<Round>, ProbeError> {
     if PROGRAM.is_empty() {
         return Err(ProbeError::Unavailable);
     }
@@ -234,67 +232,76 @@ impl Drop for TempProgram {
     }
 }
 
-fn to_json(duration: Duration, rounds: &[Round], own: CpuTime, children: CpuTime) -> String {
-    let spawns: u64 = rounds.iter().map(|r| r.spawns).sum();
-    let mut j = Json::new();
-    j.str("scenario", "spawn-probe");
-    j.f64("duration_secs", duration.as_secs_f64());
-    j.u64("program_bytes", PROGRAM.len() as u64);
-    for r in rounds {
-        j.begin(&format!("in_flight_{}", r.in_flight));
-        j.u64("spawns", r.spawns);
-        j.u64("failures", r.failures);
-        j.f64("elapsed_secs", r.elapsed.as_secs_f64());
-        j.f64("spawns_per_sec", r.per_sec());
-        j.f64("us_per_spawn", r.us_per_spawn());
-        j.end();
+impl Probe {
+    /// Children that did not exit with status 0, over every round.
+    pub fn failures(&self) -> u64 {
+        self.rounds.iter().map(|r| r.failures).sum()
     }
-    j.begin("cpu");
-    j.f64("user_secs", own.user.as_secs_f64());
-    j.f64("system_secs", own.system.as_secs_f64());
-    j.f64("total_secs", own.total().as_secs_f64());
-    j.f64("per_op_us", per_spawn_us(own, spawns));
-    j.end();
-    j.begin("children_cpu");
-    j.f64("user_secs", children.user.as_secs_f64());
-    j.f64("system_secs", children.system.as_secs_f64());
-    j.f64("total_secs", children.total().as_secs_f64());
-    j.f64("per_op_us", per_spawn_us(children, spawns));
-    j.end();
-    j.finish()
-}
 
-fn to_human(duration: Duration, rounds: &[Round], own: CpuTime, children: CpuTime) -> String {
-    let spawns: u64 = rounds.iter().map(|r| r.spawns).sum();
-    let mut out = format!(
-        "mpecho bench spawn-probe: posix_spawn + wait of a static `return 0` program \
-         ({} bytes), {:.3} s per round\n",
-        PROGRAM.len(),
-        duration.as_secs_f64()
-    );
-    for r in rounds {
-        out += &format!(
-            "  {} in flight  {} spawns in {:.3} s: {:.1} spawns/s, {:.1} µs per spawn{}\n",
-            r.in_flight,
-            r.spawns,
-            r.elapsed.as_secs_f64(),
-            r.per_sec(),
-            r.us_per_spawn(),
-            if r.failures > 0 {
-                format!(" ({} failed)", r.failures)
-            } else {
-                String::new()
-            }
-        );
+    fn spawns(&self) -> u64 {
+        self.rounds.iter().map(|r| r.spawns).sum()
     }
-    out += &format!(
-        "  own CPU      {:.3} s ({:.1} µs per spawn); children's CPU {:.3} s ({:.1} µs per spawn)\n",
-        own.total().as_secs_f64(),
-        per_spawn_us(own, spawns),
-        children.total().as_secs_f64(),
-        per_spawn_us(children, spawns)
-    );
-    out
+
+    /// The report as exactly one JSON object.
+    pub fn to_json(&self) -> String {
+        let spawns = self.spawns();
+        let mut j = Json::new();
+        j.str("scenario", "spawn-probe");
+        j.f64("duration_secs", self.duration.as_secs_f64());
+        j.u64("program_bytes", PROGRAM.len() as u64);
+        for r in &self.rounds {
+            j.begin(&format!("in_flight_{}", r.in_flight));
+            j.u64("spawns", r.spawns);
+            j.u64("failures", r.failures);
+            j.f64("elapsed_secs", r.elapsed.as_secs_f64());
+            j.f64("spawns_per_sec", r.per_sec());
+            j.f64("us_per_spawn", r.us_per_spawn());
+            j.end();
+        }
+        for (key, cpu) in [("cpu", self.own), ("children_cpu", self.children)] {
+            j.begin(key);
+            j.f64("user_secs", cpu.user.as_secs_f64());
+            j.f64("system_secs", cpu.system.as_secs_f64());
+            j.f64("total_secs", cpu.total().as_secs_f64());
+            j.f64("per_op_us", per_spawn_us(cpu, spawns));
+            j.end();
+        }
+        j.finish()
+    }
+
+    /// The report for a person.
+    pub fn to_human(&self) -> String {
+        let spawns = self.spawns();
+        let mut out = format!(
+            "{NAME} spawn-probe: clone + exec + wait (mpecho's own spawn) of a static \
+             `return 0` program ({} bytes), {:.3} s per round\n",
+            PROGRAM.len(),
+            self.duration.as_secs_f64()
+        );
+        for r in &self.rounds {
+            out += &format!(
+                "  {} in flight  {} spawns in {:.3} s: {:.1} spawns/s, {:.1} µs per spawn{}\n",
+                r.in_flight,
+                r.spawns,
+                r.elapsed.as_secs_f64(),
+                r.per_sec(),
+                r.us_per_spawn(),
+                if r.failures > 0 {
+                    format!(" ({} failed)", r.failures)
+                } else {
+                    String::new()
+                }
+            );
+        }
+        out += &format!(
+            "  own CPU      {:.3} s ({:.1} µs per spawn); children's CPU {:.3} s ({:.1} µs per spawn)\n",
+            self.own.total().as_secs_f64(),
+            per_spawn_us(self.own, spawns),
+            self.children.total().as_secs_f64(),
+            per_spawn_us(self.children, spawns)
+        );
+        out
+    }
 }
 
 fn per_spawn_us(cpu: CpuTime, spawns: u64) -> f64 {

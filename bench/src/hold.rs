@@ -1,4 +1,4 @@
-//! `mpecho bench hold`: open N connections, verify an echo on each, hold
+//! `mpecho-bench hold`: open N connections, verify an echo on each, hold
 //! them all for the duration, verify an echo on each again, and report the
 //! survivors (the connections that passed both).
 //!
@@ -10,13 +10,17 @@
 //! connection that the server closes, resets or sends anything on is
 //! counted and lost. Bounded: the open phase by its budget, the hold by the
 //! duration, the final verification by the hard margin.
+//!
+//! Policy only (when to verify, what survives): sockets, waits, timeouts
+//! and error counting are the engine's, and it never replaces a lost
+//! connection (that would hide the loss).
 
 use std::time::Instant;
 
-use super::conn::{Conn, Phase};
-use super::engine::{Engine, Outcome, open_budget};
-use super::report::{Measured, Unit};
-use super::{BenchError, HARD_MARGIN, Settings};
+use crate::conn::{Conn, Phase};
+use crate::engine::{Engine, Outcome, open_budget};
+use crate::report::{Measured, Unit};
+use crate::scenario::{BenchError, HARD_MARGIN, Settings};
 
 pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchError> {
     let started = Instant::now();

@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 use mio::net::TcpStream;
 use mio::{Interest, Registry, Token};
 
-use super::payload;
-use super::stats::ErrorKind;
+use crate::payload;
+use crate::stats::ErrorKind;
 
 /// Where a connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,7 +5,7 @@
 //! collision), so an echo that comes back changed, from another connection
 //! (cross-talk), from an earlier request of the same one (duplication) or
 //! cut short (loss) never passes for the one expected. Filling allocates
-//! nothing; the caller owns the buffer.
+//! nothing and does no I/O; the caller owns the buffer.
 
 /// SplitMix64's finaliser: a bijection on u64 that spreads every input bit
 /// over every output bit.

@@ -11,9 +11,10 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::Settings;
-use super::stats::{ErrorCounts, ErrorKind, Summary};
-use crate::sys::CpuTime;
+use mpecho::sys::CpuTime;
+
+use crate::scenario::{NAME, Settings};
+use crate::stats::{ErrorCounts, ErrorKind, Summary};
 
 /// What one operation of a scenario is.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -159,7 +160,7 @@ impl Report<'_> {
         let mut out = String::new();
         let _ = writeln!(
             out,
-            "mpecho bench {} against {}: {} connections, {}-byte messages, {}",
+            "{NAME} {} against {}: {} connections, {}-byte messages, {}",
             self.scenario,
             s.target,
             s.connections,

@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use super::conn::{Conn, Failure, Phase, Step};
-use super::stats::{ErrorCounts, ErrorKind, Histogram};
-use super::{BenchError, Settings};
+use crate::conn::{Conn, Failure, Phase, Step};
+use crate::scenario::{BenchError, Settings};
+use crate::stats::{ErrorCounts, ErrorKind, Histogram};
 
 /// Readiness events taken per wait; any more are taken by the next wait.
 /// 1024 keeps a wait cheap while one round covers a thousand sockets.

@@ -1,4 +1,4 @@
-//! Build script: compiles the tiny static C program that `mpecho bench
+//! Build script: compiles the tiny static C program that `mpecho-bench
 //! spawn-probe` starts in a loop to measure the machine's own
 //! process-creation ceiling (DESIGN §11's reference row), and hands its path
 //! to the crate as `MPECHO_SPAWN_PROBE_PROGRAM` for `include_bytes!`.

@@ -1,4 +1,4 @@
-//! `mpecho bench churn`: N concurrent loops of connect → send SIZE bytes →
+//! `mpecho-bench churn`: N concurrent loops of connect → send SIZE bytes →
 //! read them back (verified) → close, for the duration.
 //!
 //! Measures what a process-per-connection server is judged on first: how
@@ -6,17 +6,21 @@
 //! operation is one whole connection; its latency runs from connect() to
 //! the last byte back. A loop whose connection fails counts the error and
 //! starts over (at once, or at the next scan if even the connect could not
-//! be started, so that a dead target costs no busy loop). At the end of the duration no new connection is started
-//! and those in flight finish (or time out): nothing is abandoned
-//! unverified, and the hard deadline bounds the wait whatever the server
-//! does.
+//! be started, so that a dead target costs no busy loop). At the end of
+//! the duration no new connection is started and those in flight finish
+//! (or time out): nothing is abandoned unverified, and the hard deadline
+//! bounds the wait whatever the server does.
+//!
+//! Policy only (what a loop does next, what is recorded): sockets, waits,
+//! timeouts and error counting are the engine's, and it never blocks or
+//! sleeps on its own.
 
 use std::time::Instant;
 
-use super::conn::Conn;
-use super::engine::{Engine, Outcome};
-use super::report::{Measured, Unit};
-use super::{BenchError, HARD_MARGIN, Settings};
+use crate::conn::Conn;
+use crate::engine::{Engine, Outcome};
+use crate::report::{Measured, Unit};
+use crate::scenario::{BenchError, HARD_MARGIN, Settings};
 
 pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchError> {
     let mut conns: Vec<Conn> = (0..settings.connections)

@@ -1,4 +1,4 @@
-//! `mpecho bench steady`: N persistent connections, each doing
+//! `mpecho-bench steady`: N persistent connections, each doing
 //! request/response echo of SIZE bytes with one request outstanding, for
 //! the duration.
 //!
@@ -10,13 +10,17 @@
 //! counted and replaced, so the load stays at N. At the end of the
 //! duration no new request is sent and those outstanding finish (or time
 //! out).
+//!
+//! Policy only (what a connection does next, what is recorded): sockets,
+//! waits, timeouts and error counting are the engine's, and it never
+//! blocks or sleeps on its own.
 
 use std::time::Instant;
 
-use super::conn::{Conn, Phase};
-use super::engine::{Engine, Outcome, open_budget};
-use super::report::{Measured, Unit};
-use super::{BenchError, HARD_MARGIN, Settings};
+use crate::conn::{Conn, Phase};
+use crate::engine::{Engine, Outcome, open_budget};
+use crate::report::{Measured, Unit};
+use crate::scenario::{BenchError, HARD_MARGIN, Settings};
 
 pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchError> {
     let mut conns: Vec<Conn> = (0..settings.connections)
