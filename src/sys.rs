@@ -16,12 +16,47 @@ use std::time::Duration;
 
 pub use libc::pid_t;
 
+/// A libc return type in which `-1` means "failed, the reason is in errno":
+/// `int`, `ssize_t` (read, write) and `long` (`syscall`).
+trait MinusOneIsError: Copy + PartialEq {
+    const FAILED: Self;
+}
+
+impl MinusOneIsError for c_int {
+    const FAILED: Self = -1;
+}
+
+impl MinusOneIsError for isize {
+    const FAILED: Self = -1;
+}
+
+impl MinusOneIsError for libc::c_long {
+    const FAILED: Self = -1;
+}
+
 /// Turns a libc `-1` return into the thread's `errno` as an `io::Error`.
-fn check(ret: c_int) -> io::Result<c_int> {
-    if ret == -1 {
+#[inline]
+fn check<T: MinusOneIsError>(ret: T) -> io::Result<T> {
+    if ret == T::FAILED {
         Err(io::Error::last_os_error())
     } else {
         Ok(ret)
+    }
+}
+
+/// Makes `call` again for as long as a signal interrupts it (EINTR).
+///
+/// Handlers are installed with `SA_RESTART`, but the kernel does not restart
+/// every call: a read or write on a socket with a timeout (the worker's idle
+/// timeout) returns EINTR whatever the flag says. Retrying here keeps every
+/// call that can block correct whichever handlers are installed (DESIGN §3).
+#[inline]
+fn retry_eintr<T: MinusOneIsError>(mut call: impl FnMut() -> T) -> io::Result<T> {
+    loop {
+        match check(call()) {
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            done => return done,
+        }
     }
 }
 
@@ -120,17 +155,9 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
 /// The log relies on this: a whole line goes to the kernel in one call, so
 /// lines written by many processes to one `O_APPEND` file never interleave.
 pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is a valid, initialised slice for its whole length.
-        let n = unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: `buf` is a valid, initialised slice for its whole length.
+    let n = retry_eintr(|| unsafe { libc::write(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
 }
 
 /// One `read(2)` into `buf`, retried only on EINTR; 0 means end of input.
@@ -138,17 +165,10 @@ pub fn write_once(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
 /// For descriptors watched with `ppoll`, where a buffered reader would hide
 /// data it already pulled in from the next readiness check.
 pub fn read_once(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
-    loop {
-        // SAFETY: `buf` is a valid, writable slice for its whole length.
-        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
-        if n >= 0 {
-            return Ok(n as usize);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
-    }
+    // SAFETY: `buf` is a valid, writable slice for its whole length.
+    let n =
+        retry_eintr(|| unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) })?;
+    Ok(n as usize)
 }
 
 /// Writes all of `buf`, one `write(2)` at a time, giving up on an error
@@ -182,27 +202,20 @@ pub enum ExitKind {
 /// or there are no children at all (`ECHILD`): either way the caller's
 /// "reap until nothing is left" loop is done.
 pub fn reap_one_child() -> io::Result<Option<(pid_t, ExitKind)>> {
-    loop {
-        let mut status: c_int = 0;
-        // SAFETY: waitpid writes only to `status`, a valid local.
-        let pid = unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) };
-        if pid > 0 {
+    let mut status: c_int = 0;
+    // SAFETY: waitpid writes only to `status`, a valid local.
+    match retry_eintr(|| unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }) {
+        Ok(0) => Ok(None),
+        Ok(pid) => {
             let kind = if libc::WIFSIGNALED(status) {
                 ExitKind::Signal(libc::WTERMSIG(status))
             } else {
                 ExitKind::Code(libc::WEXITSTATUS(status))
             };
-            return Ok(Some((pid, kind)));
+            Ok(Some((pid, kind)))
         }
-        if pid == 0 {
-            return Ok(None);
-        }
-        let err = io::Error::last_os_error();
-        match err.raw_os_error() {
-            Some(libc::EINTR) => continue,
-            Some(libc::ECHILD) => return Ok(None),
-            _ => return Err(err),
-        }
+        Err(err) if err.raw_os_error() == Some(libc::ECHILD) => Ok(None),
+        Err(err) => Err(err),
     }
 }
 
@@ -210,25 +223,16 @@ pub fn reap_one_child() -> io::Result<Option<(pid_t, ExitKind)>> {
 /// `Ok(None)` at once if it is still running.
 pub fn reap_child(pid: pid_t, block: bool) -> io::Result<Option<ExitKind>> {
     let flags = if block { 0 } else { libc::WNOHANG };
-    loop {
-        let mut status: c_int = 0;
-        // SAFETY: waitpid writes only to `status`, a valid local.
-        let ret = unsafe { libc::waitpid(pid, &mut status, flags) };
-        if ret == pid {
-            return Ok(Some(if libc::WIFSIGNALED(status) {
-                ExitKind::Signal(libc::WTERMSIG(status))
-            } else {
-                ExitKind::Code(libc::WEXITSTATUS(status))
-            }));
-        }
-        if ret == 0 {
-            return Ok(None);
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
+    let mut status: c_int = 0;
+    // SAFETY: waitpid writes only to `status`, a valid local.
+    if retry_eintr(|| unsafe { libc::waitpid(pid, &mut status, flags) })? == 0 {
+        return Ok(None);
     }
+    Ok(Some(if libc::WIFSIGNALED(status) {
+        ExitKind::Signal(libc::WTERMSIG(status))
+    } else {
+        ExitKind::Code(libc::WEXITSTATUS(status))
+    }))
 }
 
 /// Which side of a `fork` this is.
@@ -263,10 +267,7 @@ pub fn fork() -> io::Result<Forked> {
 pub fn pidfd_open(pid: pid_t) -> io::Result<OwnedFd> {
     // SAFETY: pidfd_open takes two integers and returns a new descriptor
     // (close-on-exec by definition) or -1 with errno.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
+    let fd = check(unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) })?;
     // SAFETY: the kernel just created this descriptor for us alone.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
@@ -274,7 +275,7 @@ pub fn pidfd_open(pid: pid_t) -> io::Result<OwnedFd> {
 /// Sends `sig` to the process behind `pidfd`.
 pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {
     // SAFETY: a valid pidfd, a signal number, no siginfo (NULL), flags 0.
-    let ret = unsafe {
+    check(unsafe {
         libc::syscall(
             libc::SYS_pidfd_send_signal,
             pidfd.as_raw_fd(),
@@ -282,12 +283,8 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd<'_>, sig: c_int) -> io::Result<()> {
             ptr::null::<libc::siginfo_t>(),
             0,
         )
-    };
-    if ret < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
+    })
+    .map(drop)
 }
 
 /// Sends `sig` to process `pid`.
@@ -827,14 +824,10 @@ pub fn wait_for_events(
 /// What a wait returned: how many descriptors are ready, or 0 when a signal
 /// (the reason the wait unblocks them) or the timeout ended it.
 fn ready_count(n: c_int) -> io::Result<usize> {
-    if n >= 0 {
-        return Ok(n as usize);
-    }
-    let err = io::Error::last_os_error();
-    if err.kind() == io::ErrorKind::Interrupted {
-        Ok(0)
-    } else {
-        Err(err)
+    match check(n) {
+        Ok(n) => Ok(n as usize),
+        Err(err) if err.kind() == io::ErrorKind::Interrupted => Ok(0),
+        Err(err) => Err(err),
     }
 }
 
@@ -918,36 +911,28 @@ impl Epoll {
 /// which looks at that one child instead of scanning them all); `Ok(None)`
 /// while it runs.
 pub fn reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitKind>> {
-    loop {
-        // SAFETY: a zeroed siginfo is a valid out-parameter.
-        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-        // SAFETY: waitid writes only to `info`.
-        let ret = unsafe {
-            libc::waitid(
-                libc::P_PIDFD,
-                pidfd.as_raw_fd() as libc::id_t,
-                &mut info,
-                libc::WEXITED | libc::WNOHANG,
-            )
-        };
-        if ret == 0 {
-            // SAFETY: waitid filled in a SIGCHLD siginfo (or left si_pid 0
-            // when the child is still running, with WNOHANG).
-            let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
-            if pid == 0 {
-                return Ok(None);
-            }
-            return Ok(Some(if code == libc::CLD_EXITED {
-                ExitKind::Code(status)
-            } else {
-                ExitKind::Signal(status)
-            }));
-        }
-        let err = io::Error::last_os_error();
-        if err.kind() != io::ErrorKind::Interrupted {
-            return Err(err);
-        }
+    // SAFETY: a zeroed siginfo is a valid out-parameter.
+    let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+    // SAFETY: waitid writes only to `info`.
+    retry_eintr(|| unsafe {
+        libc::waitid(
+            libc::P_PIDFD,
+            pidfd.as_raw_fd() as libc::id_t,
+            &mut info,
+            libc::WEXITED | libc::WNOHANG,
+        )
+    })?;
+    // SAFETY: waitid filled in a SIGCHLD siginfo (or left si_pid 0 when the
+    // child is still running, with WNOHANG).
+    let (pid, code, status) = unsafe { (info.si_pid(), info.si_code, info.si_status()) };
+    if pid == 0 {
+        return Ok(None);
     }
+    Ok(Some(if code == libc::CLD_EXITED {
+        ExitKind::Code(status)
+    } else {
+        ExitKind::Signal(status)
+    }))
 }
 
 /// The conventional name of a signal (`SIGKILL`), or `signal N` for one
