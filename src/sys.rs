@@ -196,26 +196,50 @@ pub enum ExitKind {
     Signal(i32),
 }
 
+impl ExitKind {
+    /// Decodes a `waitpid` status. Stopped and continued children are never
+    /// reported (no `WUNTRACED`/`WCONTINUED`), so a status is either a
+    /// signal's or an exit's.
+    fn from_wait_status(status: c_int) -> ExitKind {
+        if libc::WIFSIGNALED(status) {
+            ExitKind::Signal(libc::WTERMSIG(status))
+        } else {
+            ExitKind::Code(libc::WEXITSTATUS(status))
+        }
+    }
+
+    /// Decodes what `waitid(WEXITED)` reports: `si_code` says how the child
+    /// ended (`CLD_EXITED`, or `CLD_KILLED`/`CLD_DUMPED`) and `si_status`
+    /// holds the exit code or the signal accordingly.
+    fn from_siginfo(code: c_int, status: c_int) -> ExitKind {
+        if code == libc::CLD_EXITED {
+            ExitKind::Code(status)
+        } else {
+            ExitKind::Signal(status)
+        }
+    }
+}
+
+/// `waitpid(pid, flags)`: the child reaped and how it ended, `Ok(None)` when
+/// `WNOHANG` found none ready.
+fn wait_pid(pid: pid_t, flags: c_int) -> io::Result<Option<(pid_t, ExitKind)>> {
+    let mut status: c_int = 0;
+    // SAFETY: waitpid writes only to `status`, a valid local.
+    match retry_eintr(|| unsafe { libc::waitpid(pid, &mut status, flags) })? {
+        0 => Ok(None),
+        reaped => Ok(Some((reaped, ExitKind::from_wait_status(status)))),
+    }
+}
+
 /// Reaps one terminated child without blocking.
 ///
 /// `Ok(None)` means no child is waiting to be reaped (`waitpid` returned 0)
 /// or there are no children at all (`ECHILD`): either way the caller's
 /// "reap until nothing is left" loop is done.
 pub fn reap_one_child() -> io::Result<Option<(pid_t, ExitKind)>> {
-    let mut status: c_int = 0;
-    // SAFETY: waitpid writes only to `status`, a valid local.
-    match retry_eintr(|| unsafe { libc::waitpid(-1, &mut status, libc::WNOHANG) }) {
-        Ok(0) => Ok(None),
-        Ok(pid) => {
-            let kind = if libc::WIFSIGNALED(status) {
-                ExitKind::Signal(libc::WTERMSIG(status))
-            } else {
-                ExitKind::Code(libc::WEXITSTATUS(status))
-            };
-            Ok(Some((pid, kind)))
-        }
+    match wait_pid(-1, libc::WNOHANG) {
         Err(err) if err.raw_os_error() == Some(libc::ECHILD) => Ok(None),
-        Err(err) => Err(err),
+        reaped => reaped,
     }
 }
 
@@ -223,16 +247,7 @@ pub fn reap_one_child() -> io::Result<Option<(pid_t, ExitKind)>> {
 /// `Ok(None)` at once if it is still running.
 pub fn reap_child(pid: pid_t, block: bool) -> io::Result<Option<ExitKind>> {
     let flags = if block { 0 } else { libc::WNOHANG };
-    let mut status: c_int = 0;
-    // SAFETY: waitpid writes only to `status`, a valid local.
-    if retry_eintr(|| unsafe { libc::waitpid(pid, &mut status, flags) })? == 0 {
-        return Ok(None);
-    }
-    Ok(Some(if libc::WIFSIGNALED(status) {
-        ExitKind::Signal(libc::WTERMSIG(status))
-    } else {
-        ExitKind::Code(libc::WEXITSTATUS(status))
-    }))
+    Ok(wait_pid(pid, flags)?.map(|(_, kind)| kind))
 }
 
 /// Which side of a `fork` this is.
@@ -928,11 +943,7 @@ pub fn reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitKind>> {
     if pid == 0 {
         return Ok(None);
     }
-    Ok(Some(if code == libc::CLD_EXITED {
-        ExitKind::Code(status)
-    } else {
-        ExitKind::Signal(status)
-    }))
+    Ok(Some(ExitKind::from_siginfo(code, status)))
 }
 
 /// The conventional name of a signal (`SIGKILL`), or `signal N` for one
