@@ -11,24 +11,36 @@ use std::ptr;
 
 use super::check;
 
-/// A set of signal numbers (`sigset_t`).
+/// A set of signal numbers (`sigset_t`). The raw set is open to the other
+/// files of `sys`, which hand it to the kernel (spawn, the event waits).
 #[derive(Clone, Copy)]
 pub struct SignalSet(pub(super) libc::sigset_t);
 
+// `#[inline]` on the constructors: the spawned child (spawn.rs) builds its
+// empty mask between clone and exec, a path kept as short as it can be, so
+// they must not become calls from one file of this module into another.
 impl SignalSet {
+    #[inline]
     pub fn empty() -> Self {
-        let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigemptyset initialises the whole set.
-        unsafe { libc::sigemptyset(set.as_mut_ptr()) };
-        // SAFETY: initialised just above.
-        SignalSet(unsafe { set.assume_init() })
+        // SAFETY: sigemptyset initialises the whole set it is given.
+        unsafe { Self::initialised_by(libc::sigemptyset) }
     }
 
+    #[inline]
     pub fn full() -> Self {
+        // SAFETY: sigfillset initialises the whole set it is given.
+        unsafe { Self::initialised_by(libc::sigfillset) }
+    }
+
+    /// # Safety
+    /// `init` must initialise the whole set it is given (sigemptyset,
+    /// sigfillset), which cannot fail on a valid pointer.
+    #[inline]
+    unsafe fn initialised_by(init: unsafe extern "C" fn(*mut libc::sigset_t) -> c_int) -> Self {
         let mut set = MaybeUninit::<libc::sigset_t>::uninit();
-        // SAFETY: sigfillset initialises the whole set.
-        unsafe { libc::sigfillset(set.as_mut_ptr()) };
-        // SAFETY: initialised just above.
+        // SAFETY: `set` is valid for writes; `init` fills all of it.
+        unsafe { init(set.as_mut_ptr()) };
+        // SAFETY: initialised just above, as the caller promised.
         SignalSet(unsafe { set.assume_init() })
     }
 
@@ -45,22 +57,22 @@ impl SignalSet {
 
 /// Installs `handler` for `sig` with `sigaction` semantics: the handled
 /// signals are masked while it runs, and interrupted slow calls restart
-/// (the event loop only waits in `ppoll`, which never restarts).
+/// (the event loops sleep in `epoll_pwait` or `ppoll`, which never restart,
+/// and so learn of the signal at once).
 ///
-/// The handler must be async-signal-safe; mpecho's only stores to atomics.
+/// The handler must be async-signal-safe; mpecho's store to atomics and at
+/// most shut a socket down.
 pub fn install_handler(
     sig: c_int,
     handler: extern "C" fn(c_int),
     mask: &SignalSet,
 ) -> io::Result<()> {
-    // SAFETY: a zeroed sigaction is a valid value to fill in.
-    let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
-    action.sa_sigaction = handler as *const () as libc::sighandler_t;
-    action.sa_mask = mask.0;
-    action.sa_flags = libc::SA_RESTART;
-    // SAFETY: `action` is fully initialised and `handler` is a plain
-    // extern "C" function that only stores to atomics.
-    check(unsafe { libc::sigaction(sig, &action, ptr::null_mut()) }).map(drop)
+    set_action(
+        sig,
+        handler as *const () as libc::sighandler_t,
+        mask,
+        libc::SA_RESTART,
+    )
 }
 
 /// What a signal does when no handler is installed.
@@ -75,11 +87,25 @@ pub fn set_disposition(sig: c_int, disposition: Disposition) -> io::Result<()> {
         Disposition::Default => libc::SIG_DFL,
         Disposition::Ignore => libc::SIG_IGN,
     };
+    set_action(sig, handler, &SignalSet::empty(), 0)
+}
+
+/// `sigaction(sig)` with `handler` (a function, `SIG_DFL` or `SIG_IGN`),
+/// `mask` blocked while it runs, and `flags`.
+fn set_action(
+    sig: c_int,
+    handler: libc::sighandler_t,
+    mask: &SignalSet,
+    flags: c_int,
+) -> io::Result<()> {
     // SAFETY: a zeroed sigaction is a valid value to fill in.
     let mut action: libc::sigaction = unsafe { std::mem::zeroed() };
     action.sa_sigaction = handler;
-    // SAFETY: `action` is fully initialised; SIG_DFL and SIG_IGN are not
-    // functions and run no code of ours.
+    action.sa_mask = mask.0;
+    action.sa_flags = flags;
+    // SAFETY: `action` is fully initialised. SIG_DFL and SIG_IGN run no code
+    // of ours; a function comes from `install_handler`, whose caller vouches
+    // that it is async-signal-safe.
     check(unsafe { libc::sigaction(sig, &action, ptr::null_mut()) }).map(drop)
 }
 
@@ -90,12 +116,22 @@ pub fn set_signal_mask(set: &SignalSet) -> io::Result<()> {
 }
 
 /// Blocks the signals in `set` and returns the mask that was in force
-/// before, which `wait_for_events` restores while it waits.
+/// before, which `wait_for_events` and `Epoll::wait` restore while they
+/// sleep.
 pub fn block_signals(set: &SignalSet) -> io::Result<SignalSet> {
+    change_signal_mask(libc::SIG_BLOCK, set)
+}
+
+/// `sigprocmask(how, set)`, returning the mask that was in force before.
+///
+/// Only while the process is single-threaded (the callers block before
+/// starting anything else, and the spawn path runs in the single-threaded
+/// master): in a multi-threaded process the result is unspecified.
+#[inline]
+pub(super) fn change_signal_mask(how: c_int, set: &SignalSet) -> io::Result<SignalSet> {
     let mut old = SignalSet::empty();
-    // SAFETY: both sets are valid; the process is single-threaded when this
-    // is called (the master and the worker block before doing anything else).
-    check(unsafe { libc::sigprocmask(libc::SIG_BLOCK, &set.0, &mut old.0) })?;
+    // SAFETY: both sets are valid for the call; see above for threads.
+    check(unsafe { libc::sigprocmask(how, &set.0, &mut old.0) })?;
     Ok(old)
 }
 

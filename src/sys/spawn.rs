@@ -14,9 +14,8 @@ use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 
-use super::check;
 use super::reap::reap_child;
-use super::signals::SignalSet;
+use super::signals::{SignalSet, change_signal_mask, set_signal_mask};
 use libc::pid_t;
 
 /// Size of the stack the child of `spawn` runs on until it execs.
@@ -124,10 +123,7 @@ impl SpawnTemplate {
         // No handler of ours may run in the child, which shares our memory
         // until it execs: block everything around the clone (the child sets
         // its own mask just before exec).
-        let all = SignalSet::full();
-        let mut old = SignalSet::empty();
-        // SAFETY: valid sets; the process is single-threaded.
-        check(unsafe { libc::sigprocmask(libc::SIG_SETMASK, &all.0, &mut old.0) })?;
+        let old = change_signal_mask(libc::SIG_SETMASK, &SignalSet::full())?;
         let stack_top = self.stack.as_mut_ptr_range().end.cast::<libc::c_void>();
         // SAFETY: CLONE_VM|CLONE_VFORK suspends this process until the child
         // has exec'd or exited, so the child can use our memory and the
@@ -144,8 +140,8 @@ impl SpawnTemplate {
             )
         };
         let clone_error = io::Error::last_os_error();
-        // SAFETY: restores the mask saved above.
-        unsafe { libc::sigprocmask(libc::SIG_SETMASK, &old.0, ptr::null_mut()) };
+        // Restoring a mask we just had cannot fail on valid sets.
+        let _ = set_signal_mask(&old);
         if pid < 0 {
             return Err(clone_error);
         }
