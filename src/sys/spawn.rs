@@ -22,8 +22,9 @@ use libc::pid_t;
 const SPAWN_STACK_SIZE: usize = 64 * 1024;
 
 /// What `spawn` needs: the program, its argument vector and environment
-/// (prepared once, so spawning allocates nothing), the signals to reset,
-/// and the stack the short-lived child runs on.
+/// (prepared once, so a spawn allocates only the array of environment
+/// pointers that adds the per-spawn variables), the signals to reset, and
+/// the stack the short-lived child runs on.
 pub struct SpawnTemplate {
     program: CString,
     argv: Vec<CString>,
