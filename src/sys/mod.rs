@@ -55,6 +55,7 @@ pub use limits::{
 pub use names::resolve_hosts_with_files_and_dns;
 pub use process::{
     Forked, become_user, effective_uid, fork, pidfd_open, pidfd_send_signal, send_signal,
+    set_process_name,
 };
 pub use reap::{ExitKind, reap_child, reap_one_child, reap_pidfd};
 pub use signals::{
