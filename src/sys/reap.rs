@@ -98,3 +98,42 @@ pub fn reap_pidfd(pidfd: BorrowedFd<'_>) -> io::Result<Option<ExitKind>> {
     }
     Ok(Some(ExitKind::from_siginfo(code, status)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Both decoders agree on the three ways a child ends: an exit, a
+    /// signal, and a signal that dumped core.
+    #[test]
+    fn both_decoders_read_exits_signals_and_core_dumps_alike() {
+        let cases = [
+            // (waitpid status, si_code, si_status, expected)
+            (3 << 8, libc::CLD_EXITED, 3, ExitKind::Code(3)),
+            (
+                libc::SIGKILL,
+                libc::CLD_KILLED,
+                libc::SIGKILL,
+                ExitKind::Signal(libc::SIGKILL),
+            ),
+            (
+                libc::SIGSEGV | 0x80,
+                libc::CLD_DUMPED,
+                libc::SIGSEGV,
+                ExitKind::Signal(libc::SIGSEGV),
+            ),
+        ];
+        for (status, code, si_status, expected) in cases {
+            assert_eq!(
+                ExitKind::from_wait_status(status),
+                expected,
+                "status {status:#x}"
+            );
+            assert_eq!(
+                ExitKind::from_siginfo(code, si_status),
+                expected,
+                "si_code {code}"
+            );
+        }
+    }
+}
