@@ -195,9 +195,10 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> c_int {
             libc::_exit(127)
         }
     };
-    // SAFETY (for the calls below): each is an async-signal-safe system
-    // call on descriptors, signal state or this process only; pointers are
-    // valid NUL-terminated strings and arrays prepared by the parent.
+    // SAFETY: every call below is an async-signal-safe system call on
+    // descriptors, signal state or this process only; pointers are valid
+    // NUL-terminated strings and arrays prepared by the parent, and a zeroed
+    // sigaction is a valid value to fill in.
     unsafe {
         // A private descriptor table holding only what we need: entries at
         // or above `keep_below` are neither copied nor kept.
