@@ -1,0 +1,100 @@
+//! Descriptors: taking ownership of inherited ones, making 0-2 valid,
+//! keeping stray ones from reaching an exec'd program, duplicating, flags.
+//!
+//! Every descriptor created here comes back as an `OwnedFd` (one owner,
+//! closed once) and close-on-exec, except the `/dev/null` that fills a
+//! closed standard descriptor, which is the process's own for life. This
+//! file never closes or reuses a number it does not own, and never decides
+//! which descriptors a process needs: callers do.
+
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use super::check;
+
+/// Takes ownership of descriptor `fd` that this process inherited, after
+/// checking that it is open.
+///
+/// Fails with `EBADF` when nothing is open there, so a caller can explain
+/// how the program is meant to be started instead of touching a closed
+/// descriptor (or, worse, one that is opened later for something else).
+pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD only reads the descriptor flags; it has no effect on
+    // the descriptor and fails with EBADF if nothing is open at `fd`.
+    check(unsafe { libc::fcntl(fd, libc::F_GETFD) })?;
+    // SAFETY: the descriptor is open (checked above) and was inherited for
+    // this purpose; nothing else in the process refers to it, so making it
+    // owned here gives it exactly one owner that closes it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Opens `/dev/null` on any of descriptors 0, 1 and 2 that is closed.
+///
+/// A process started with a standard descriptor closed would otherwise hand
+/// that number to its next socket, and a write meant for stdout (the
+/// `listening on` line) would go to a client. Rust's runtime does this before
+/// `main`; mpecho skips that runtime (see main.rs) and does it here.
+pub fn ensure_standard_fds() -> io::Result<()> {
+    for fd in 0..=2 {
+        // SAFETY: F_GETFD only reads the descriptor flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } == -1 {
+            // SAFETY: a NUL-terminated literal path; open returns the lowest
+            // free descriptor, which is `fd` because all below it are open.
+            let opened = check(unsafe { libc::open(c"/dev/null".as_ptr(), libc::O_RDWR) })?;
+            debug_assert_eq!(
+                opened, fd,
+                "/dev/null must land on the closed standard descriptor"
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Marks every descriptor above standard error close-on-exec.
+///
+/// A shell or service manager may start the master with stray descriptors
+/// open; without this they would leak into every worker (DESIGN §2). Our own
+/// descriptors are already close-on-exec (Rust opens everything that way),
+/// so this only changes inherited ones.
+pub fn close_inherited_fds_on_exec() -> io::Result<()> {
+    let mut fds = Vec::new();
+    for entry in std::fs::read_dir("/proc/self/fd")? {
+        let name = entry?.file_name();
+        if let Some(fd) = name.to_str().and_then(|s| s.parse::<RawFd>().ok())
+            && fd > 2
+        {
+            fds.push(fd);
+        }
+    }
+    for fd in fds {
+        // SAFETY: F_GETFD/F_SETFD only change the close-on-exec flag. A
+        // descriptor listed above may already be closed (the directory
+        // stream's own one is); EBADF is then the expected answer.
+        let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+        if flags >= 0 && flags & libc::FD_CLOEXEC == 0 {
+            // SAFETY: as above.
+            check(unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) })?;
+        }
+    }
+    Ok(())
+}
+
+/// Duplicates `fd` onto the lowest free descriptor at or above `min`,
+/// close-on-exec.
+pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_DUPFD_CLOEXEC creates a new descriptor that nothing else
+    // refers to; ownership passes to the returned OwnedFd.
+    let new = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, min) })?;
+    // SAFETY: `new` was just created by fcntl and is owned by no one else.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
+/// Switches a descriptor to non-blocking mode.
+pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
+    let raw = fd.as_raw_fd();
+    // SAFETY: F_GETFL/F_SETFL only change the open file's status flags.
+    let flags = check(unsafe { libc::fcntl(raw, libc::F_GETFL) })?;
+    // SAFETY: as above.
+    check(unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
+    Ok(())
+}
