@@ -25,9 +25,6 @@
 //! not through `eprintln!`, whose output the test harness captures, so that
 //! a plain `cargo test` shows them.
 
-#[path = "integration/util.rs"]
-mod util;
-
 use std::collections::{BTreeSet, HashMap};
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
@@ -38,7 +35,7 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use util::{
+use mpecho_testkit::{
     Server, TIMEOUT, connect_from, cpu_ticks, log_field, open_fds, pidfds, proc_state,
     process_exists, send_signal, set_soft_nofile, suppressed_total, wait_for,
 };

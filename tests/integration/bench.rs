@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::util::{ChildGuard, Server, TIMEOUT, mpecho_bin, run_mpecho, text, wait_for};
+use mpecho_testkit::{ChildGuard, Server, TIMEOUT, mpecho_bin, run_mpecho, text, wait_for};
 
 /// Runs `mpecho bench ARGS --json` and returns its output and the one JSON
 /// object it printed on stdout.

@@ -15,7 +15,7 @@ use std::io::ErrorKind;
 use std::net::{SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, ServerOptions, TIMEOUT, count_peer_lines, run_mpecho, wait_for};
+use mpecho_testkit::{Server, ServerOptions, TIMEOUT, count_peer_lines, run_mpecho, wait_for};
 
 /// The largest datagram the relay sends, tag included (the largest UDP
 /// payload over IPv4).

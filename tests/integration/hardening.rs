@@ -15,7 +15,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use mpecho_testkit::{
     ChildGuard, Server, ServerOptions, TIMEOUT, assert_connection_ended, connect_to, count_lines,
     echo, log_field, mpecho_bin, pidfds, proc_state, run_mpecho, send_signal, stall_worker_writing,
     text, wait_for,

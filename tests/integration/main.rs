@@ -1,5 +1,6 @@
 //! Integration tests: every scenario drives the real `mpecho` binary over
-//! loopback, with real processes and real signals (see `util.rs`).
+//! loopback, with real processes and real signals, through the shared
+//! harness `mpecho_testkit` (`testkit/`).
 
 mod bench;
 mod chat;
@@ -15,4 +16,3 @@ mod overload;
 mod reaping;
 mod resources;
 mod shutdown;
-mod util;

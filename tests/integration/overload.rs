@@ -11,7 +11,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use mpecho_testkit::{
     Server, TIMEOUT, assert_connection_ended, assert_log_lines, connect_from, connect_to,
     count_lines, count_peer_lines, echo, log_time_ms, send_signal, suppressed_total, text,
     wait_for,

@@ -10,7 +10,7 @@ use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{
+use mpecho_testkit::{
     Server, TIMEOUT, assert_connection_ended, proc_state, process_exists, send_signal,
     stall_worker_writing, wait_for,
 };
