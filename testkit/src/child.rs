@@ -5,6 +5,7 @@
 //! reaped on drop if it is still running, also when the test fails.
 
 use std::io::{Read, Write};
+use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::thread;
@@ -85,4 +86,12 @@ pub fn run_mpecho(args: &[&str], stdin: &[u8]) -> Output {
     let _ = writer.join();
     let _ = waiter.join();
     output
+}
+
+/// Whether `setpriv` (util-linux), which tests use to start a process as
+/// another user, is installed.
+pub fn setpriv_available() -> bool {
+    ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
+        .iter()
+        .any(|p| Path::new(p).exists())
 }

@@ -14,7 +14,7 @@
 //! - `child.rs`: `ChildGuard`, `run_mpecho`, other processes started by hand;
 //! - `net.rs`: clients: connect, echo, how a connection ended;
 //! - `process.rs`: /proc: pids, children, states, descriptors, pidfds,
-//!   groups, limits, CPU ticks;
+//!   groups, credentials, limits, environment, CPU ticks;
 //! - `log.rs`: log lines, fields, figures, shape, timestamps.
 //!
 //! Everything is re-exported at the root: `use mpecho_testkit::{Server, …}`.
@@ -28,17 +28,18 @@ pub mod server;
 pub mod wait;
 
 pub use bin::{MPECHO_BIN, binary, mpecho_bin};
-pub use child::{ChildGuard, run_mpecho};
+pub use child::{ChildGuard, run_mpecho, setpriv_available};
 pub use log::{
     Figures, assert_log_lines, count_lines, count_peer_lines, field_number,
-    is_well_formed_log_line, log_field, log_time_ms, names_peer, suppressed_total,
+    is_well_formed_log_line, log_field, log_time_ms, names_peer, suppressed_total, without_stamp,
 };
 pub use net::{
     assert_connection_ended, connect_from, connect_to, echo, stall_worker_writing, text,
 };
 pub use process::{
-    all_pids, blocked_in_syscall, children_of, cpu_ticks, open_fds, pidfds, proc_state,
-    process_exists, process_group_members, send_signal, set_soft_nofile, stat_fields,
+    all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root, is_worker_process,
+    open_fds, pidfds, proc_limit, proc_state, process_exists, process_group_members, send_signal,
+    set_soft_nofile, stat_fields, status_ids,
 };
 pub use server::{Server, ServerOptions};
 pub use wait::{TIMEOUT, poll_for, wait_for};

@@ -56,6 +56,11 @@ pub fn field_number(line: &str, key: &str) -> u64 {
         .unwrap_or_else(|_| panic!("{key}={value} is not a number in {line:?}"))
 }
 
+/// The log line without its timestamp: `LEVEL component[pid]: message`.
+pub fn without_stamp(line: &str) -> &str {
+    line.split_once(' ').map_or(line, |(_, rest)| rest)
+}
+
 /// A figures line of the master's, as `Server::figures` returns it:
 /// `… figures active=1 peak=1 accepted=1 …`, every field `name=value`.
 pub struct Figures {

@@ -1,19 +1,27 @@
 //! Processes as the kernel shows them in /proc: pids, parents and states,
-//! children, process groups, open descriptors and pidfds, the system call a
-//! process is blocked in, CPU time; and signals and descriptor limits
-//! applied to them.
+//! children, process groups, open descriptors and pidfds, credentials,
+//! limits, environment, the system call a process is blocked in, CPU time;
+//! and signals and descriptor limits applied to them.
 //!
 //! Everything here reads the kernel's view at the moment of the call and
 //! waits for nothing: a caller that needs a state to be reached polls with
 //! `wait_for`. A process that is gone reads as `None` or empty, never as a
 //! panic, except where a test asks about a process it knows is there.
 
+use crate::net::text;
 use std::path::Path;
+
 /// Sends `sig` to `pid` (a negative pid: to that process group); a
 /// process already gone is not an error.
 pub fn send_signal(pid: i32, sig: i32) {
     // SAFETY: kill has no memory effects.
     unsafe { libc::kill(pid, sig) };
+}
+
+/// Whether this test process runs as root (effective uid 0).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no memory effects.
+    unsafe { libc::geteuid() == 0 }
 }
 
 /// Every process on the machine (the numeric entries of /proc), in
@@ -64,6 +72,13 @@ pub fn proc_state(pid: i32) -> Option<(char, i32)> {
 /// Whether a process with this pid exists (a zombie counts).
 pub fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
+}
+
+/// Whether `pid` runs an mpecho worker (`mpecho worker …`), which a pid
+/// reused by some other process does not.
+pub fn is_worker_process(pid: i32) -> bool {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .is_ok_and(|cmdline| cmdline.starts_with(b"mpecho\0worker\0"))
 }
 
 /// Processes (zombies included) whose process group is `pgid`.
@@ -119,6 +134,47 @@ pub fn cpu_ticks(pid: i32) -> u64 {
     let utime: u64 = fields[11].parse().expect("utime");
     let stime: u64 = fields[12].parse().expect("stime");
     utime + stime
+}
+
+/// The numbers of a `Key:` line of /proc/PID/status (`Uid`, `Gid`,
+/// `Groups`), in the order the kernel lists them.
+pub fn status_ids(pid: i32, key: &str) -> Vec<u32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let prefix = format!("{key}:");
+    let line = status
+        .lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {key}: line in /proc/{pid}/status"));
+    line.split_whitespace()
+        .map(|n| n.parse().expect("a numeric id"))
+        .collect()
+}
+
+/// Soft and hard values of a limit in /proc/PID/limits (`Max open files`,
+/// `Max processes`); `None` stands for `unlimited`.
+pub fn proc_limit(pid: i32, name: &str) -> (Option<u64>, Option<u64>) {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/limits: {e}"));
+    let rest = limits
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name:?} in /proc/{pid}/limits:\n{limits}"));
+    let mut values = rest.split_whitespace().map(|v| v.parse().ok());
+    (values.next().flatten(), values.next().flatten())
+}
+
+/// The environment of process `pid`, one `NAME=value` per entry, sorted.
+pub fn environ(pid: i32) -> Vec<String> {
+    let raw = std::fs::read(format!("/proc/{pid}/environ"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/environ: {e}"));
+    let mut vars: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|v| !v.is_empty())
+        .map(text)
+        .collect();
+    vars.sort();
+    vars
 }
 
 /// Sets the soft descriptor limit of process `pid` (keeping its hard limit)
