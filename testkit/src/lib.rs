@@ -15,7 +15,8 @@
 //! - `net.rs`: clients: connect, echo, how a connection ended;
 //! - `process.rs`: /proc: pids, children, states, descriptors, pidfds,
 //!   groups, credentials, limits, environment, CPU ticks;
-//! - `log.rs`: log lines, fields, figures, shape, timestamps.
+//! - `log.rs`: log lines, fields, figures, shape, timestamps;
+//! - `ptrace.rs`: a worker whose SIGTERM is held back.
 //!
 //! Everything is re-exported at the root: `use mpecho_testkit::{Server, …}`.
 
@@ -24,6 +25,7 @@ pub mod child;
 pub mod log;
 pub mod net;
 pub mod process;
+pub mod ptrace;
 pub mod server;
 pub mod wait;
 
@@ -41,5 +43,6 @@ pub use process::{
     open_fds, pidfds, proc_limit, proc_state, process_exists, process_group_members, send_signal,
     set_soft_nofile, stat_fields, status_ids,
 };
+pub use ptrace::SigtermSwallower;
 pub use server::{Server, ServerOptions};
 pub use wait::{TIMEOUT, poll_for, wait_for};
