@@ -25,19 +25,20 @@
 //! not through `eprintln!`, whose output the test harness captures, so that
 //! a plain `cargo test` shows them.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{IpAddr, Ipv4Addr, Shutdown, SocketAddr, TcpStream};
 use std::os::unix::process::ExitStatusExt;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use mpecho_testkit::{
-    Server, TIMEOUT, connect_from, cpu_ticks, log_field, open_fds, pidfds, proc_state,
-    process_exists, send_signal, set_soft_nofile, suppressed_total, wait_for,
+    CpuMeter, Leftovers, Reaped, RestoreLimit, Server, Subreaper, TIMEOUT, assert_cpu_bounded,
+    connect_from, field_number, final_figures, log_field, open_fds, pidfds, proc_state,
+    process_exists, reap_adopted, reconcile, rejections_in_log, replay, send_signal,
+    set_soft_nofile, wait_for, worker_pids_in,
 };
 
 /// Client threads stop starting new connections or rounds after this long,
@@ -169,7 +170,7 @@ fn chaos_sigkill_random_workers_while_others_echo() {
     }
     let connections = tally.connections as u64;
     let (_, final_figures) = shut_down(server, &mut leftovers);
-    let num = |name| num(&final_figures, name);
+    let num = |name| field_number(&final_figures, name);
     assert_eq!(num("accepted"), connections, "{final_figures}");
     assert_eq!(num("rejected") + num("accept_errors"), 0, "{final_figures}");
     assert_eq!(num("exited_signal"), killed.len() as u64, "{final_figures}");
@@ -250,7 +251,7 @@ fn chaos_sigstop_workers_then_shut_down_within_the_grace_period() {
     let log = server.log();
     let final_figures = final_figures(&log, server.pid);
     reconcile(&log, server.pid, &final_figures);
-    let num = |name| num(&final_figures, name);
+    let num = |name| field_number(&final_figures, name);
     assert_eq!(num("accepted"), CLIENTS, "{final_figures}");
     assert_eq!(num("exited_ok"), CLIENTS, "none killed: {final_figures}");
     assert_eq!(num("active"), 0, "{final_figures}");
@@ -435,7 +436,7 @@ fn chaos_flood_of_1000_connections_past_both_limits() {
 
     let (log, final_figures) = shut_down(server, &mut leftovers);
     let replay = replay(&log, pid);
-    let num = |name| num(&final_figures, name);
+    let num = |name| field_number(&final_figures, name);
     assert_eq!(
         [num("rejected_full"), num("rejected_per_ip")],
         expected,
@@ -514,7 +515,7 @@ fn chaos_rejections_held_back_reach_the_log_before_the_master_exits() {
     let pid = server.pid;
     let (log, final_figures) = shut_down(server, &mut leftovers);
     assert_eq!(
-        num(&final_figures, "rejected_full"),
+        field_number(&final_figures, "rejected_full"),
         BURST,
         "{final_figures}"
     );
@@ -656,7 +657,7 @@ fn chaos_descriptor_starvation_under_a_flood() {
     let connections = tally.connections as u64;
     assert_eq!(connections, HELD + THREADS * PER_THREAD);
     let (_, final_figures) = shut_down(server, &mut leftovers);
-    let num = |name| num(&final_figures, name);
+    let num = |name| field_number(&final_figures, name);
     assert_eq!(
         num("accepted") + num("rejected") + num("accept_errors") + num("spawn_failures"),
         connections,
@@ -798,7 +799,7 @@ fn chaos_64_mib_slow_reader_is_closed_by_the_idle_timeout() {
     let cpu = cpu.share();
 
     let (_, final_figures) = shut_down(server, &mut leftovers);
-    let num = |name| num(&final_figures, name);
+    let num = |name| field_number(&final_figures, name);
     assert_eq!(num("exited_idle"), 2, "{final_figures}");
     assert_eq!(
         num("accepted"),
@@ -977,7 +978,7 @@ fn chaos_sigkill_master_mid_load_and_start_a_new_one() {
         tally.complete,
         "clients served by the old and the new master"
     );
-    let num = |name| num(&final_figures, name);
+    let num = |name| field_number(&final_figures, name);
     assert_eq!(num("accepted"), served_by_new as u64, "{final_figures}");
     assert_eq!(num("exited_ok"), num("accepted"), "{final_figures}");
     assert_eq!(
@@ -1029,26 +1030,9 @@ fn shut_down(mut server: Server, leftovers: &mut Leftovers) -> (String, String) 
     let log = server.log();
     let line = final_figures(&log, server.pid);
     reconcile(&log, server.pid, &line);
-    assert_eq!(num(&line, "active"), 0, "{line}");
+    assert_eq!(field_number(&line, "active"), 0, "{line}");
     leftovers.assert_none_left(&[server.pid]);
     (log, line)
-}
-
-/// The master's closing figures line.
-fn final_figures(log: &str, master: i32) -> String {
-    let marker = format!("master[{master}]: final figures ");
-    log.lines()
-        .find(|l| l.contains(&marker))
-        .unwrap_or_else(|| panic!("no final figures line in the log:\n{log}"))
-        .to_string()
-}
-
-/// The number `name=N` of a figures line.
-fn num(line: &str, name: &str) -> u64 {
-    let value = log_field(line, name);
-    value
-        .parse()
-        .unwrap_or_else(|_| panic!("{name}={value} is not a number in {line:?}"))
 }
 
 /// How one scenario runs: one at a time, and its summary line is written
@@ -1735,182 +1719,6 @@ impl SlowReader {
 
 // ------------------------------------------------------------ the log
 
-/// How a worker ended, as the master logged it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Exit {
-    Status(i32),
-    Signal(String),
-}
-
-/// The master's accepts and exits replayed in log order.
-#[derive(Debug, Default)]
-struct Replay {
-    accepted: Vec<(i32, SocketAddr)>,
-    exits: Vec<(i32, Exit)>,
-    live: HashMap<i32, SocketAddr>,
-    per_ip: HashMap<IpAddr, usize>,
-    max_active: usize,
-    max_per_ip: HashMap<IpAddr, usize>,
-}
-
-impl Replay {
-    fn exits_where(&self, f: impl Fn(&Exit) -> bool) -> u64 {
-        self.exits.iter().filter(|(_, e)| f(e)).count() as u64
-    }
-
-    fn killed_by(&self, signal: &str) -> BTreeSet<i32> {
-        self.exits
-            .iter()
-            .filter(|(_, e)| *e == Exit::Signal(signal.to_string()))
-            .map(|(pid, _)| *pid)
-            .collect()
-    }
-
-    fn exited(&self, pid: i32) -> bool {
-        self.exits.iter().any(|(p, _)| *p == pid)
-    }
-
-    /// Worker pids by their client's address (a port may be reused).
-    fn workers_by_peer(&self) -> HashMap<SocketAddr, Vec<i32>> {
-        let mut map: HashMap<SocketAddr, Vec<i32>> = HashMap::new();
-        for (pid, peer) in &self.accepted {
-            map.entry(*peer).or_default().push(*pid);
-        }
-        map
-    }
-}
-
-/// Replays master `master`'s `accept` and exit lines in `log`, checking each
-/// against the table so far: no worker accepted twice while live, no exit
-/// of a worker that is not live, every line's `active=` and `peer=` as the
-/// replay has them.
-fn replay(log: &str, master: i32) -> Replay {
-    let tag = format!(" master[{master}]: ");
-    let mut r = Replay::default();
-    for line in log.lines() {
-        let Some((_, message)) = line.split_once(&tag) else {
-            continue;
-        };
-        if message.starts_with("accept peer=") {
-            let peer: SocketAddr = log_field(line, "peer").parse().expect("peer=");
-            let pid: i32 = log_field(line, "worker").parse().expect("worker=");
-            assert!(
-                r.live.insert(pid, peer).is_none(),
-                "worker {pid} accepted while live: {line}"
-            );
-            r.accepted.push((pid, peer));
-            let count = r.per_ip.entry(peer.ip()).or_default();
-            *count += 1;
-            let max = r.max_per_ip.entry(peer.ip()).or_default();
-            *max = (*max).max(*count);
-            r.max_active = r.max_active.max(r.live.len());
-        } else if let Some(rest) = message.strip_prefix("worker ") {
-            let (pid, how) = rest.split_once(' ').expect("worker PID …");
-            let exit = if let Some(status) = how.strip_prefix("exited status=") {
-                let code = status.split([' ', '(']).next().unwrap_or("");
-                Exit::Status(code.parse().expect("a status"))
-            } else if let Some(signal) = how.strip_prefix("killed by ") {
-                Exit::Signal(signal.split(' ').next().unwrap_or("").to_string())
-            } else {
-                continue;
-            };
-            let pid: i32 = pid.parse().expect("a worker pid");
-            let peer = r
-                .live
-                .remove(&pid)
-                .unwrap_or_else(|| panic!("exit of worker {pid}, which is not live: {line}"));
-            assert_eq!(log_field(line, "peer"), peer.to_string(), "{line}");
-            *r.per_ip.get_mut(&peer.ip()).expect("counted address") -= 1;
-            r.exits.push((pid, exit));
-        } else {
-            continue;
-        }
-        let active: usize = log_field(line, "active").parse().expect("active=");
-        assert_eq!(active, r.live.len(), "active= of {line}");
-    }
-    r
-}
-
-/// Checks a figures line of master `master` against itself and against the
-/// master's log up to that line; returns the replay.
-fn reconcile(log: &str, master: i32, figures: &str) -> Replay {
-    let upto = log
-        .find(figures)
-        .unwrap_or_else(|| panic!("figures line not in the log: {figures}"));
-    let r = replay(&log[..upto], master);
-    let n = |name| num(figures, name);
-    assert_eq!(
-        n("accepted"),
-        n("exited_ok") + n("exited_error") + n("exited_signal") + n("exited_idle") + n("active"),
-        "accepted = exited + active: {figures}"
-    );
-    assert_eq!(
-        n("rejected"),
-        n("rejected_full") + n("rejected_per_ip"),
-        "{figures}"
-    );
-    let checks = [
-        ("accepted", r.accepted.len() as u64),
-        ("active", r.live.len() as u64),
-        ("peak", r.max_active as u64),
-        ("exited_ok", r.exits_where(|e| *e == Exit::Status(0))),
-        ("exited_idle", r.exits_where(|e| *e == Exit::Status(3))),
-        (
-            "exited_error",
-            r.exits_where(|e| matches!(e, Exit::Status(s) if *s != 0 && *s != 3)),
-        ),
-        (
-            "exited_signal",
-            r.exits_where(|e| matches!(e, Exit::Signal(_))),
-        ),
-    ];
-    for (name, from_log) in checks {
-        assert_eq!(
-            n(name),
-            from_log,
-            "{name} of the figures vs the log's lines: {figures}"
-        );
-    }
-    r
-}
-
-/// The master's rejection lines and the counts its throttle summarised, for
-/// the worker limit and for the per-address limit.
-fn rejections_in_log(log: &str, master: i32) -> [(u64, u64); 2] {
-    let lines = |reason: &str| {
-        log.lines()
-            .filter(|l| l.contains(&format!("master[{master}]: rejected peer=")))
-            .filter(|l| l.contains(reason))
-            .count() as u64
-    };
-    [
-        (
-            lines(": worker limit reached"),
-            suppressed_total(log, "rejected connections (worker limit)"),
-        ),
-        (
-            lines(": per-IP limit reached"),
-            suppressed_total(log, "rejected connections (per-IP limit)"),
-        ),
-    ]
-}
-
-/// Every worker pid a log names (`worker[PID]:` lines, `worker=PID`).
-fn worker_pids_in(log: &str) -> BTreeSet<i32> {
-    let mut pids = BTreeSet::new();
-    for line in log.lines() {
-        for marker in [" worker[", " worker="] {
-            if let Some((_, rest)) = line.split_once(marker) {
-                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
-                if let Ok(pid) = digits.parse() {
-                    pids.insert(pid);
-                }
-            }
-        }
-    }
-    pids
-}
-
 /// The workers serving the first `n` connections of a log (the sessions
 /// opened before anything else).
 fn sessions_workers(log: &str, n: usize) -> Vec<i32> {
@@ -1922,201 +1730,4 @@ fn sessions_workers(log: &str, n: usize) -> Vec<i32> {
         .collect();
     assert_eq!(workers.len(), n, "accept lines in:\n{log}");
     workers
-}
-
-// ------------------------------------------------------------ processes
-
-/// Whether `pid` runs an mpecho worker (`mpecho worker …`), which a pid
-/// reused by some other process does not.
-fn is_worker_process(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|cmdline| cmdline.starts_with(b"mpecho\0worker\0"))
-}
-
-/// The workers named in the logs of the servers it watches: checked at the
-/// end of a scenario, and killed on drop if any still runs, so that a
-/// failing scenario leaves nothing behind (the servers' own drop stops the
-/// masters). Declared after the servers, so it is dropped first.
-#[derive(Default)]
-struct Leftovers {
-    logs: Vec<PathBuf>,
-    /// Every pid read so far: a log is gone once its server is dropped.
-    seen: BTreeSet<i32>,
-}
-
-impl Leftovers {
-    fn watch(&mut self, server: &Server) {
-        self.logs.push(server.log_path().to_path_buf());
-    }
-
-    fn pids(&mut self) -> BTreeSet<i32> {
-        for path in &self.logs {
-            let log = std::fs::read_to_string(path).unwrap_or_default();
-            self.seen.extend(worker_pids_in(&log));
-        }
-        self.seen.clone()
-    }
-
-    /// Asserts that none of the workers is left: running (an orphan) or a
-    /// zombie of one of `masters` or of this test. Returns how many were
-    /// checked.
-    fn assert_none_left(&mut self, masters: &[i32]) -> usize {
-        let me = std::process::id() as i32;
-        let pids = self.pids();
-        let left: Vec<(i32, char, i32)> = pids
-            .iter()
-            .filter_map(|&pid| proc_state(pid).map(|(state, ppid)| (pid, state, ppid)))
-            .filter(|&(pid, state, ppid)| {
-                is_worker_process(pid) || (state == 'Z' && (masters.contains(&ppid) || ppid == me))
-            })
-            .collect();
-        assert!(
-            left.is_empty(),
-            "workers left behind (pid, state, parent): {left:?}"
-        );
-        pids.len()
-    }
-}
-
-impl Drop for Leftovers {
-    fn drop(&mut self) {
-        let me = std::process::id() as i32;
-        for pid in self.pids() {
-            if is_worker_process(pid) {
-                send_signal(pid, libc::SIGKILL);
-            }
-            if proc_state(pid).is_some_and(|(_, ppid)| ppid == me) {
-                reap_adopted(pid, Duration::from_secs(1));
-            }
-        }
-    }
-}
-
-/// What became of a worker adopted after its master died.
-#[derive(Debug)]
-enum Reaped {
-    /// It exited and we reaped it: its wait status.
-    Status(i32),
-    /// It is not our child (reaped by its master before it died).
-    NotOurs,
-    StillRunning,
-}
-
-/// Waits up to `timeout` for child `pid` to exit, and reaps it.
-fn reap_adopted(pid: i32, timeout: Duration) -> Reaped {
-    let deadline = Instant::now() + timeout;
-    loop {
-        let mut status = 0;
-        // SAFETY: waitpid writes only to `status`.
-        match unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) } {
-            0 if Instant::now() < deadline => thread::sleep(Duration::from_millis(5)),
-            0 => return Reaped::StillRunning,
-            -1 => return Reaped::NotOurs,
-            _ => return Reaped::Status(status),
-        }
-    }
-}
-
-/// Makes this test process a child subreaper for as long as it lives:
-/// workers orphaned by a killed master are then adopted by the test (and
-/// reaped by it, with their exit status checked) rather than by whatever
-/// runs as pid 1.
-struct Subreaper;
-
-impl Subreaper {
-    fn become_one() -> Subreaper {
-        // SAFETY: prctl with integer arguments only.
-        let ret = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
-        assert_eq!(
-            ret,
-            0,
-            "become a child subreaper: {}",
-            io::Error::last_os_error()
-        );
-        Subreaper
-    }
-}
-
-impl Drop for Subreaper {
-    fn drop(&mut self) {
-        // SAFETY: as above.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0) };
-    }
-}
-
-/// Puts the master's descriptor limit back, on drop too.
-struct RestoreLimit {
-    pid: i32,
-    limit: Option<u64>,
-}
-
-impl RestoreLimit {
-    fn restore(&mut self) {
-        if let Some(limit) = self.limit.take() {
-            set_soft_nofile(self.pid, limit);
-        }
-    }
-}
-
-impl Drop for RestoreLimit {
-    fn drop(&mut self) {
-        // While a failure unwinds, the master is stopped anyway (it needs
-        // no new descriptor for that), and a second panic would abort.
-        if !thread::panicking() {
-            self.restore();
-        }
-    }
-}
-
-/// The CPU a process uses over a stretch of time.
-struct CpuMeter {
-    pid: i32,
-    ticks: u64,
-    since: Instant,
-}
-
-/// CPU seconds used over a wall-clock stretch.
-#[derive(Debug, Clone, Copy)]
-struct CpuShare {
-    cpu: f64,
-    wall: f64,
-}
-
-impl std::fmt::Display for CpuShare {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "{:.0}% ({:.2}s in {:.2}s)",
-            100.0 * self.cpu / self.wall,
-            self.cpu,
-            self.wall
-        )
-    }
-}
-
-impl CpuMeter {
-    fn start(pid: i32) -> CpuMeter {
-        CpuMeter {
-            pid,
-            ticks: cpu_ticks(pid),
-            since: Instant::now(),
-        }
-    }
-
-    fn share(&self) -> CpuShare {
-        // SAFETY: sysconf has no memory effects.
-        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-        CpuShare {
-            cpu: (cpu_ticks(self.pid) - self.ticks) as f64 / hz,
-            wall: self.since.elapsed().as_secs_f64(),
-        }
-    }
-}
-
-fn assert_cpu_bounded(share: CpuShare, bound: f64, when: &str) {
-    assert!(
-        share.cpu <= bound * share.wall,
-        "the master used {share} of one core {when}; the bound is {:.0}%",
-        bound * 100.0
-    );
 }

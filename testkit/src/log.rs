@@ -1,12 +1,14 @@
 //! Reading mpecho's log: lines, `key=value` fields and numbers, the
-//! figures lines, the line shape, timestamps, peers and the throttle's
-//! `suppressed N more` summaries.
+//! figures lines, the line shape, timestamps, peers, the throttle's
+//! `suppressed N more` summaries, rejections, and the worker pids a log
+//! names.
 //!
 //! Everything here reads a log given as text and never waits: a caller
 //! that needs a line to appear polls with `Server::wait_for_log_line` or
 //! `wait_for`. A function that must find something panics naming what it
 //! looked for and where.
 
+use std::collections::BTreeSet;
 use std::fmt;
 use std::net::SocketAddr;
 
@@ -97,6 +99,15 @@ impl fmt::Debug for Figures {
     }
 }
 
+/// Master `master`'s closing figures line.
+pub fn final_figures(log: &str, master: i32) -> String {
+    let marker = format!("master[{master}]: final figures ");
+    log.lines()
+        .find(|l| l.contains(&marker))
+        .unwrap_or_else(|| panic!("no final figures line in the log:\n{log}"))
+        .to_string()
+}
+
 /// A log line's shape: `YYYY-MM-DDTHH:MM:SS.mmmZ LEVEL component[pid]: message`.
 pub fn is_well_formed_log_line(line: &str) -> bool {
     // `9` stands for any digit; every other byte must be there as it is.
@@ -185,4 +196,42 @@ pub fn suppressed_total(log: &str, what: &str) -> u64 {
                 .unwrap_or_else(|_| panic!("a summary line with a bad count: {l:?}"))
         })
         .sum()
+}
+
+/// Master `master`'s rejection lines and the counts its throttle
+/// summarised, `(lines, suppressed)`, for the worker limit and for the
+/// per-address limit.
+pub fn rejections_in_log(log: &str, master: i32) -> [(u64, u64); 2] {
+    let lines = |reason: &str| {
+        log.lines()
+            .filter(|l| l.contains(&format!("master[{master}]: rejected peer=")))
+            .filter(|l| l.contains(reason))
+            .count() as u64
+    };
+    [
+        (
+            lines(": worker limit reached"),
+            suppressed_total(log, "rejected connections (worker limit)"),
+        ),
+        (
+            lines(": per-IP limit reached"),
+            suppressed_total(log, "rejected connections (per-IP limit)"),
+        ),
+    ]
+}
+
+/// Every worker pid a log names (`worker[PID]:` lines, `worker=PID`).
+pub fn worker_pids_in(log: &str) -> BTreeSet<i32> {
+    let mut pids = BTreeSet::new();
+    for line in log.lines() {
+        for marker in [" worker[", " worker="] {
+            if let Some((_, rest)) = line.split_once(marker) {
+                let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+                if let Ok(pid) = digits.parse() {
+                    pids.insert(pid);
+                }
+            }
+        }
+    }
+    pids
 }

@@ -8,8 +8,10 @@
 //! `wait_for`. A process that is gone reads as `None` or empty, never as a
 //! panic, except where a test asks about a process it knows is there.
 
-use crate::net::text;
 use std::path::Path;
+use std::thread;
+
+use crate::net::text;
 
 /// Sends `sig` to `pid` (a negative pid: to that process group); a
 /// process already gone is not an error.
@@ -206,4 +208,29 @@ pub fn set_soft_nofile(pid: i32, soft: u64) -> u64 {
         std::io::Error::last_os_error()
     );
     old.rlim_cur
+}
+
+/// A process's soft descriptor limit to put back, on drop too: set one with
+/// `set_soft_nofile`, keep its old value here.
+pub struct RestoreLimit {
+    pub pid: i32,
+    pub limit: Option<u64>,
+}
+
+impl RestoreLimit {
+    pub fn restore(&mut self) {
+        if let Some(limit) = self.limit.take() {
+            set_soft_nofile(self.pid, limit);
+        }
+    }
+}
+
+impl Drop for RestoreLimit {
+    fn drop(&mut self) {
+        // While a failure unwinds, the process is stopped anyway (it needs
+        // no new descriptor for that), and a second panic would abort.
+        if !thread::panicking() {
+            self.restore();
+        }
+    }
 }
