@@ -5,7 +5,8 @@
 //! clients, each relayed by the server to the 9 others, with at most
 //! `WINDOW` messages in flight so that socket buffers never overflow (a
 //! loss would be counted, not hidden). Bounded: `MESSAGES` per run and a
-//! 20 s deadline. Run with `cargo bench --bench chat_relay`.
+//! 20 s deadline. Run with `cargo bench --bench chat_relay` (`MPECHO_BIN=PATH`
+//! to measure another mpecho build).
 
 use std::net::UdpSocket;
 use std::sync::Arc;
@@ -20,9 +21,7 @@ const PAYLOAD: &[u8] = b"a 64-byte chat message, relayed to nine others by the s
 const DEADLINE: Duration = Duration::from_secs(20);
 const RUNS: usize = 3;
 
-mod support;
-
-use support::Server;
+use mpecho_testkit::{Server, ServerOptions};
 
 fn main() {
     let mut rates = Vec::new();
@@ -40,15 +39,20 @@ fn main() {
 }
 
 fn one_run() -> (f64, u64) {
-    let server = Server::start(&[
-        "chat-server",
-        "-l",
-        "127.0.0.1:0",
-        "--log-level",
-        "warn",
-        "--max-clients",
-        &CLIENTS.to_string(),
-    ]);
+    let server = Server::start_with(ServerOptions {
+        subcommand: "chat-server",
+        args: vec![
+            "-l".into(),
+            "127.0.0.1:0".into(),
+            "--log-level".into(),
+            "warn".into(),
+            "--max-clients".into(),
+            CLIENTS.to_string(),
+        ],
+        // Ctrl-C on the bench stops the server too.
+        own_process_group: false,
+        ..ServerOptions::default()
+    });
     let addr = server.addr;
 
     let sockets: Vec<UdpSocket> = (0..CLIENTS)
@@ -110,6 +114,10 @@ fn one_run() -> (f64, u64) {
         let _ = r.join();
     }
     let got = received.load(Ordering::Relaxed);
+    let log = server.log();
+    if !log.is_empty() {
+        eprint!("the server logged:\n{log}");
+    }
     (
         got as f64 / elapsed.as_secs_f64(),
         expected.saturating_sub(got),

@@ -2,8 +2,11 @@
 //! fresh worker, 1000 times one after another, against the real binary on
 //! loopback; then the memory of the master and of 50 idle workers.
 //!
-//! Run with `cargo bench --bench roundtrip`. Bounded: 1000 round trips and
-//! a 60 s deadline; the server is stopped (SIGTERM, then SIGKILL) on exit.
+//! Run with `cargo bench --bench roundtrip`; `MPECHO_BIN=PATH cargo bench
+//! --bench roundtrip` measures another mpecho build instead (before/after
+//! comparisons). Bounded: 1000 round trips and a 60 s deadline; the server
+//! is stopped (SIGTERM, then SIGKILL) on exit, and what it logged (warnings
+//! only) is shown.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -16,20 +19,24 @@ const DEADLINE: Duration = Duration::from_secs(60);
 const HELD: usize = 50;
 const MESSAGE: &[u8; 64] = b"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcde\n";
 
-mod support;
-
-use support::Server;
+use mpecho_testkit::{Server, ServerOptions};
 
 fn main() {
-    let server = Server::start(&[
-        "serve",
-        "-l",
-        "127.0.0.1:0",
-        "--log-level",
-        "warn",
-        "--monitor-interval",
-        "0",
-    ]);
+    let server = Server::start_with(ServerOptions {
+        args: [
+            "-l",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--monitor-interval",
+            "0",
+        ]
+        .map(String::from)
+        .to_vec(),
+        // Ctrl-C on the bench stops the server too.
+        own_process_group: false,
+        ..ServerOptions::default()
+    });
     let addr = server.addr;
 
     let started = Instant::now();
@@ -62,7 +69,7 @@ fn main() {
         samples.len() as f64 / started.elapsed().as_secs_f64()
     );
 
-    let master = server.pid();
+    let master = server.pid;
     let mut held = Vec::with_capacity(HELD);
     for _ in 0..HELD {
         let mut stream = TcpStream::connect(addr).expect("connect a held client");
@@ -70,7 +77,7 @@ fn main() {
         stream.read_exact(&mut back).expect("read the echo");
         held.push(stream);
     }
-    let workers = children_of(master);
+    let workers = server.worker_pids();
     assert_eq!(workers.len(), HELD, "one worker per held client");
     let kb =
         |pid: i32, file: &str, key: &str| proc_kb(&format!("/proc/{pid}/{file}"), key).unwrap_or(0);
@@ -88,6 +95,10 @@ fn main() {
         average("smaps_rollup", "Pss:")
     );
     drop(held);
+    let log = server.log();
+    if !log.is_empty() {
+        eprint!("the server logged:\n{log}");
+    }
 }
 
 fn proc_kb(path: &str, key: &str) -> Option<u64> {
@@ -95,31 +106,4 @@ fn proc_kb(path: &str, key: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(key))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-}
-
-fn children_of(parent: i32) -> Vec<i32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|s| s.parse::<i32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some(close) = stat.rfind(')') else {
-            continue;
-        };
-        let ppid = stat[close + 2..]
-            .split(' ')
-            .nth(1)
-            .and_then(|s| s.parse::<i32>().ok());
-        if ppid == Some(parent) {
-            out.push(pid);
-        }
-    }
-    out
 }

@@ -16,7 +16,7 @@ use std::sync::mpsc;
 use std::thread;
 
 use crate::chat::{Peer, join_all, start_relay, tag};
-use crate::util::{
+use mpecho_testkit::{
     Server, TIMEOUT, children_of, mpecho_bin, proc_state, process_group_members, send_signal,
     wait_for,
 };

@@ -7,7 +7,7 @@ use std::net::TcpListener;
 use std::process::{Command, Output, Stdio};
 use std::thread;
 
-use crate::util::{ChildGuard, Server, mpecho_bin, run_mpecho, text};
+use mpecho_testkit::{ChildGuard, Server, mpecho_bin, run_mpecho, text};
 
 /// Runs `mpecho client HOST PORT` against `server` with `input` on stdin.
 fn run_client(server: &Server, host: &str, input: &[u8]) -> Output {

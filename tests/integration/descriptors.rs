@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use crate::util::{Server, ServerOptions, mpecho_bin, open_fds};
+use mpecho_testkit::{Server, ServerOptions, mpecho_bin, open_fds};
 
 /// Where descriptor `fd` of process `pid` points (`socket:[INODE]` for a
 /// socket).
@@ -70,7 +70,7 @@ fn worker_is_mpecho_reexecuted_with_the_client_on_fd_3() {
         (exe.dev(), exe.ino()),
         (bin.dev(), bin.ino()),
         "the worker runs a different executable than {}",
-        mpecho_bin()
+        mpecho_bin().display()
     );
 
     let target = fd_target(worker, 3);

@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::net::Shutdown;
 use std::thread;
 
-use crate::util::{Server, echo};
+use mpecho_testkit::{Server, echo};
 
 /// A line sent by a client comes back byte for byte.
 #[test]

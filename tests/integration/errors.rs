@@ -7,7 +7,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Output, Stdio};
 
-use crate::util::{ChildGuard, mpecho_bin, process_group_members, run_mpecho, text};
+use mpecho_testkit::{ChildGuard, mpecho_bin, process_group_members, run_mpecho, text};
 
 /// Every serve option, as `--help` must list it.
 const SERVE_OPTIONS: [&str; 7] = [

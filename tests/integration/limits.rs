@@ -7,7 +7,7 @@ use std::io::{ErrorKind, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use crate::util::{Server, assert_connection_ended, assert_log_lines, echo};
+use mpecho_testkit::{Server, assert_connection_ended, assert_log_lines, echo};
 
 /// Waits for the WARN line rejecting `client` and returns it.
 fn rejected_line(server: &Server, client: &TcpStream, active: usize, max: usize) -> String {

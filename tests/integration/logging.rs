@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::net::TcpStream;
 
-use crate::util::{
+use mpecho_testkit::{
     Server, ServerOptions, TIMEOUT, assert_connection_ended, count_lines, echo,
     is_well_formed_log_line, log_field, wait_for,
 };
@@ -336,6 +336,7 @@ fn log_file_is_appended_to_not_truncated() {
             log_to_file: false,
             shell_prefix: None,
             subcommand: "serve",
+            ..ServerOptions::default()
         });
         pids.push(server.pid);
         let mut client = server.connect();

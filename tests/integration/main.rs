@@ -1,18 +1,23 @@
 //! Integration tests: every scenario drives the real `mpecho` binary over
-//! loopback, with real processes and real signals (see `util.rs`).
+//! loopback, with real processes and real signals, through the shared
+//! harness `mpecho_testkit` (`testkit/`).
 
-mod bench;
+mod capacity;
 mod chat;
 mod chat_client;
 mod client;
+mod descriptor_limit;
 mod descriptors;
 mod echo;
+mod environment;
 mod errors;
-mod hardening;
+mod idle_timeout;
 mod limits;
 mod logging;
+mod master_death;
 mod overload;
+mod pidfds;
+mod privileges;
 mod reaping;
 mod resources;
 mod shutdown;
-mod util;

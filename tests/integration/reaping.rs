@@ -5,7 +5,7 @@
 use std::net::TcpStream;
 use std::thread;
 
-use crate::util::{
+use mpecho_testkit::{
     Server, TIMEOUT, assert_connection_ended, connect_to, echo, proc_state, send_signal, wait_for,
 };
 

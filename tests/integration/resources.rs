@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use socket2::{Domain, Socket, Type};
 
-use crate::util::{
+use mpecho_testkit::{
     Server, ServerOptions, TIMEOUT, all_pids, count_lines, cpu_ticks, echo, log_time_ms, open_fds,
     pidfds, set_soft_nofile, suppressed_total, wait_for,
 };
@@ -262,6 +262,7 @@ fn process_limit_closes_the_client_and_service_resumes() {
             "ulimit -u {} || exit 1; exec setpriv --reuid={uid} --regid={uid} --clear-groups \"$0\" serve \"$@\";",
             tasks_before + 3
         )),
+        ..ServerOptions::default()
     });
     let status =
         std::fs::read_to_string(format!("/proc/{}/status", server.pid)).expect("master status");

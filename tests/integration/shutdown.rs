@@ -6,13 +6,11 @@
 
 use std::io::ErrorKind;
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::util::{
-    Server, TIMEOUT, assert_connection_ended, proc_state, process_exists, send_signal,
-    stall_worker_writing, wait_for,
+use mpecho_testkit::{
+    Server, SigtermSwallower, TIMEOUT, assert_connection_ended, proc_state, process_exists,
+    send_signal, stall_worker_writing, wait_for,
 };
 
 /// How soon after the stop signal new connections must be refused.
@@ -179,91 +177,6 @@ fn assert_clean_exit(
             server.addr
         )
     });
-}
-
-/// Swallows every SIGTERM sent to one worker, so that the worker cannot
-/// finish: the deterministic way to have a worker outlive the grace period.
-///
-/// A dedicated thread attaches to the worker with `PTRACE_SEIZE` (the
-/// worker is a descendant of the test process, which Yama's default scope
-/// allows) and resumes it after each signal-delivery stop, dropping SIGTERM
-/// and passing anything else on. SIGKILL cannot be intercepted. The thread
-/// ends when the worker does: a tracer must wait for its tracee's death
-/// before the real parent, the master, is told about it.
-struct SigtermSwallower {
-    swallowed: mpsc::Receiver<()>,
-    done: mpsc::Receiver<()>,
-}
-
-impl SigtermSwallower {
-    fn attach(pid: i32) -> SigtermSwallower {
-        let (attached_tx, attached_rx) = mpsc::channel();
-        let (swallowed_tx, swallowed) = mpsc::channel();
-        let (done_tx, done) = mpsc::channel();
-        thread::spawn(move || {
-            let null = std::ptr::null_mut::<libc::c_void>();
-            // SAFETY: PTRACE_SEIZE takes no pointers (addr and data are 0).
-            let seized = unsafe { libc::ptrace(libc::PTRACE_SEIZE, pid, null, null) };
-            let _ = attached_tx.send(
-                (seized == 0)
-                    .then_some(())
-                    .ok_or_else(std::io::Error::last_os_error),
-            );
-            if seized != 0 {
-                return;
-            }
-            loop {
-                let mut status = 0;
-                // SAFETY: waitpid writes only to `status`, a valid local.
-                let waited = unsafe { libc::waitpid(pid, &mut status, libc::__WALL) };
-                if waited < 0 {
-                    if std::io::Error::last_os_error().kind() == ErrorKind::Interrupted {
-                        continue;
-                    }
-                    break;
-                }
-                if libc::WIFEXITED(status) || libc::WIFSIGNALED(status) {
-                    break;
-                }
-                if libc::WIFSTOPPED(status) {
-                    let sig = libc::WSTOPSIG(status);
-                    // A ptrace event stop (status >> 16 != 0) carries no signal.
-                    let pass_on = if status >> 16 != 0 {
-                        0
-                    } else if sig == libc::SIGTERM {
-                        let _ = swallowed_tx.send(());
-                        0
-                    } else {
-                        sig
-                    };
-                    // SAFETY: PTRACE_CONT takes no pointer; data is a signal number.
-                    unsafe {
-                        libc::ptrace(libc::PTRACE_CONT, pid, null, libc::c_long::from(pass_on))
-                    };
-                }
-            }
-            let _ = done_tx.send(());
-        });
-        attached_rx
-            .recv_timeout(TIMEOUT)
-            .expect("the tracer thread answers")
-            .unwrap_or_else(|e| panic!("could not ptrace worker {pid}: {e}"));
-        SigtermSwallower { swallowed, done }
-    }
-
-    /// Waits until the worker has been sent a SIGTERM (and did not get it).
-    fn wait_swallowed(&self) {
-        self.swallowed
-            .recv_timeout(TIMEOUT)
-            .expect("the held worker was sent SIGTERM within the timeout");
-    }
-
-    /// Waits until the held worker has ended.
-    fn wait_done(&self) {
-        self.done
-            .recv_timeout(TIMEOUT)
-            .expect("the held worker ended");
-    }
 }
 
 /// SIGTERM: new connections are refused within a second, both clients read

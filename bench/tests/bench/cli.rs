@@ -1,11 +1,5 @@
 //! The `mpecho-bench` executable on its own, without a server: what it
-//! says about itself and how it treats its standard output. The scenarios
-//! against a real server are in the root package's
-//! `tests/integration/bench.rs`.
-//!
-//! Besides, this test target is what makes `cargo test` build the
-//! `mpecho-bench` executable (Cargo builds a package's binaries only for
-//! its own integration tests), which the root package's tests then run.
+//! says about itself and how it treats its standard output.
 
 use std::io::{self, Read};
 use std::process::{Command, Stdio};

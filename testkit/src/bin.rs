@@ -1,0 +1,57 @@
+//! Where the binaries under test are: the one place that decides which
+//! `mpecho` every test and bench runs.
+//!
+//! `env!("CARGO_BIN_EXE_mpecho")` exists only in the mpecho package's own
+//! integration tests, not in a library they share, so the binaries are
+//! found the way assert_cmd finds them: the running test (or bench)
+//! executable is in `target/<triple>/<profile>/deps/`, the package's
+//! binaries one directory up, built by cargo before it runs the tests.
+//! `MPECHO_BIN` overrides that (to run the benches against another build,
+//! for a before/after comparison).
+//!
+//! Never fall back to `PATH`: a test must not silently run some other
+//! installed mpecho.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// The environment variable naming the mpecho executable to run instead of
+/// the one cargo built next to the tests.
+pub const MPECHO_BIN: &str = "MPECHO_BIN";
+
+/// The binary `name` of the package under test, next to the running test
+/// executable; panics saying how to build it when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let exe = std::env::current_exe().expect("find the path of the running test executable");
+    let mut dir = exe
+        .parent()
+        .expect("the test executable is in a directory")
+        .to_path_buf();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "there is no `{name}` binary at {}: cargo builds it before the tests of the package \
+         that defines it; from elsewhere, build it first with `cargo build --bin {name}` \
+         (`--release` for benches), or set {MPECHO_BIN} to an mpecho executable",
+        path.display()
+    );
+    path
+}
+
+/// The mpecho executable every test and bench runs: `MPECHO_BIN` if set,
+/// else `binary("mpecho")`. Decided once per process.
+pub fn mpecho_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| match std::env::var_os(MPECHO_BIN) {
+        Some(path) => std::fs::canonicalize(&path).unwrap_or_else(|e| {
+            panic!(
+                "{MPECHO_BIN}={} is not an mpecho executable: {e}",
+                Path::new(&path).display()
+            )
+        }),
+        None => binary("mpecho"),
+    })
+}

@@ -1,0 +1,59 @@
+//! The harness every mpecho test and bench crate shares: start the real
+//! binary, wait for its `listening on` line, talk to it over loopback, read
+//! its log and its processes in /proc, and stop and reap everything on
+//! drop — also when the test fails.
+//!
+//! What it must never do: sleep a fixed time to "let things settle" (every
+//! wait polls a real condition and gives up at a deadline, `wait.rs`),
+//! leave a process behind (whatever it starts is stopped and reaped on
+//! drop), or run an mpecho other than the one `bin.rs` decides on.
+//!
+//! - `bin.rs`: where the binaries are (`MPECHO_BIN` overrides);
+//! - `wait.rs`: `wait_for`, `TIMEOUT`;
+//! - `server.rs`: `Server`, `ServerOptions`;
+//! - `child.rs`: `ChildGuard`, `run_mpecho`/`run_binary`, other processes started by hand;
+//! - `net.rs`: clients: connect, echo, how a connection ended;
+//! - `process.rs`: /proc: pids, children, states, descriptors, pidfds,
+//!   groups, credentials, limits, environment, CPU ticks;
+//! - `cpu.rs`: the CPU a process uses over a stretch;
+//! - `log.rs`: log lines, fields, figures, shape, timestamps;
+//! - `replay.rs`: a master's log replayed and reconciled with its figures;
+//! - `leftovers.rs`: workers that must not outlive a test, orphans adopted
+//!   as a subreaper;
+//! - `ptrace.rs`: a worker whose SIGTERM is held back.
+//!
+//! Everything is re-exported at the root: `use mpecho_testkit::{Server, …}`.
+
+pub mod bin;
+pub mod child;
+pub mod cpu;
+pub mod leftovers;
+pub mod log;
+pub mod net;
+pub mod process;
+pub mod ptrace;
+pub mod replay;
+pub mod server;
+pub mod wait;
+
+pub use bin::{MPECHO_BIN, binary, mpecho_bin};
+pub use child::{ChildGuard, run_binary, run_mpecho, setpriv_available};
+pub use cpu::{CpuMeter, CpuShare, assert_cpu_bounded};
+pub use leftovers::{Leftovers, Reaped, Subreaper, reap_adopted};
+pub use log::{
+    Figures, assert_log_lines, count_lines, count_peer_lines, field_number, final_figures,
+    is_well_formed_log_line, log_field, log_time_ms, names_peer, rejections_in_log,
+    suppressed_total, without_stamp, worker_pids_in,
+};
+pub use net::{
+    assert_connection_ended, connect_from, connect_to, echo, stall_worker_writing, text,
+};
+pub use process::{
+    RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,
+    is_worker_process, open_fds, pidfds, proc_limit, proc_state, process_exists,
+    process_group_members, send_signal, set_soft_nofile, stat_fields, status_ids,
+};
+pub use ptrace::SigtermSwallower;
+pub use replay::{Exit, Replay, reconcile, replay};
+pub use server::{Server, ServerOptions};
+pub use wait::{TIMEOUT, poll_for, wait_for};
