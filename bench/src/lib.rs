@@ -11,7 +11,7 @@
 //! TCP_NODELAY, no allocation per operation: the generator must cost far
 //! less than the server it measures, or it measures itself. Every byte that
 //! comes back is checked against a payload unique to its connection and
-//! request (`payload`), and every failure is counted by kind (`stats`),
+//! request (`payload`, which the chaos suite shares), and every failure is counted by kind (`stats`),
 //! never hidden. Every run is bounded: each connect and echo has a timeout,
 //! and the run stops by the hard deadline whatever the server does.
 //!
@@ -23,6 +23,7 @@
 
 pub mod cli;
 pub mod load;
+pub mod payload;
 pub mod scenario;
 pub mod spawn_probe;
 
@@ -30,7 +31,6 @@ mod churn;
 mod conn;
 mod engine;
 mod hold;
-mod payload;
 mod report;
 mod stats;
 mod steady;

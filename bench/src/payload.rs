@@ -1,5 +1,7 @@
 //! The bytes every request carries: a deterministic function of the
-//! connection's id and the request's sequence number.
+//! connection's id and the request's sequence number. The chaos suite uses
+//! the same generator for whole connection streams, made and checked a
+//! stretch at a time by byte offset.
 //!
 //! Two requests never carry the same bytes (short of a 64-bit hash
 //! collision), so an echo that comes back changed, from another connection
@@ -16,13 +18,45 @@ const fn mix(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// The stream request `seq` on connection `conn` carries (a connection that
+/// sends one endless stream uses `seq` 0).
+pub const fn stream(conn: u64, seq: u64) -> u64 {
+    mix(mix(conn) ^ seq.rotate_left(32))
+}
+
 /// Fills `buf` with the payload of request `seq` on connection `conn`.
 pub fn fill(conn: u64, seq: u64, buf: &mut [u8]) {
-    let seed = mix(mix(conn) ^ seq.rotate_left(32));
-    for (i, chunk) in buf.chunks_mut(8).enumerate() {
-        let word = mix(seed.wrapping_add(i as u64)).to_le_bytes();
-        chunk.copy_from_slice(&word[..chunk.len()]);
+    fill_at(stream(conn, seq), 0, buf);
+}
+
+/// Fills `buf` with bytes `offset..` of `stream`: its 8-byte word `k` is
+/// `mix(stream + k)`, so any stretch can be made without the ones before it.
+pub fn fill_at(stream: u64, offset: u64, buf: &mut [u8]) {
+    let mut word = offset / 8;
+    let mut skip = (offset % 8) as usize;
+    let mut rest = buf;
+    while !rest.is_empty() {
+        let bytes = mix(stream.wrapping_add(word)).to_le_bytes();
+        let n = (8 - skip).min(rest.len());
+        rest[..n].copy_from_slice(&bytes[skip..skip + n]);
+        rest = &mut rest[n..];
+        skip = 0;
+        word += 1;
     }
+}
+
+/// Where `got`, received as bytes `offset..` of `stream`, first differs
+/// from what the stream holds there; `None` when it matches. `scratch` is
+/// the caller's, so that checking allocates only while it grows.
+pub fn first_difference(
+    stream: u64,
+    offset: u64,
+    got: &[u8],
+    scratch: &mut Vec<u8>,
+) -> Option<usize> {
+    scratch.resize(got.len(), 0);
+    fill_at(stream, offset, scratch);
+    got.iter().zip(scratch.iter()).position(|(a, b)| a != b)
 }
 
 #[cfg(test)]
@@ -54,5 +88,21 @@ mod tests {
         let firsts: std::collections::HashSet<u8> =
             (0..8).map(|seq| payload(5, seq, 1)[0]).collect();
         assert!(firsts.len() > 4);
+    }
+
+    #[test]
+    fn any_stretch_of_a_stream_is_made_without_the_bytes_before_it() {
+        let whole = payload(9, 4, 100);
+        let s = stream(9, 4);
+        for (offset, len) in [(0, 100), (3, 20), (8, 8), (13, 1), (57, 43)] {
+            let mut part = vec![0; len];
+            fill_at(s, offset as u64, &mut part);
+            assert_eq!(part, whole[offset..offset + len], "offset {offset}");
+        }
+        let mut scratch = Vec::new();
+        assert_eq!(first_difference(s, 13, &whole[13..40], &mut scratch), None);
+        let mut changed = whole[13..40].to_vec();
+        changed[5] ^= 1;
+        assert_eq!(first_difference(s, 13, &changed, &mut scratch), Some(5));
     }
 }
