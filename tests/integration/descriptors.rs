@@ -6,7 +6,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use mpecho_testkit::{Server, ServerOptions, mpecho_bin, open_fds};
+use mpecho_testkit::{Server, ServerOptions, mpecho_bin, open_fds, text};
 
 /// Where descriptor `fd` of process `pid` points (`socket:[INODE]` for a
 /// socket).
@@ -43,6 +43,33 @@ fn assert_holds_only_std_streams_client_and_log_file(server: &Server, worker: i3
         server.log_path(),
         "fd 4 is not the log file"
     );
+}
+
+/// Workers go by the server's name: `pgrep -x mpecho` (which matches the
+/// command name, as `ps -C` and `top` show it) finds every worker, not a
+/// nameless `exe` left by exec'ing /proc/self/exe.
+#[test]
+fn workers_are_named_mpecho_for_ps_top_and_pgrep() {
+    let server = Server::start(&[]);
+    let (_a, first) = server.connect_served_worker();
+    let (_b, second) = server.connect_served_worker();
+    for worker in [first, second] {
+        let comm = std::fs::read_to_string(format!("/proc/{worker}/comm"))
+            .expect("read the worker's command name");
+        assert_eq!(comm, "mpecho\n", "worker {worker}'s command name");
+    }
+    let output = std::process::Command::new("pgrep")
+        .args(["-x", "-P", &server.pid.to_string(), "mpecho"])
+        .output()
+        .expect("run pgrep (procps)");
+    let mut found: Vec<i32> = text(&output.stdout)
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    found.sort_unstable();
+    let mut expected = vec![first, second];
+    expected.sort_unstable();
+    assert_eq!(found, expected, "pgrep -x -P MASTER mpecho");
 }
 
 /// A worker is the mpecho executable itself, re-executed as `mpecho worker`,
