@@ -53,9 +53,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
                 busy += usize::from(engine.open(conn, slot, true));
             }
         }
-        if engine.scan(&mut conns).is_some() {
-            busy = engine.reopen_closed(&mut conns, stop_at);
-        }
+        busy = engine.sweep(&mut conns, stop_at, busy);
         engine.progress(|| format!("{completed} connections"));
     }
     engine.finish(&mut conns);

@@ -220,10 +220,20 @@ impl Engine {
         self.ready[i]
     }
 
+    /// The end of a timed scenario's turn (churn, steady): once per scan
+    /// interval, times out what is overdue and reopens every closed slot;
+    /// returns how many slots are busy (`busy` when no scan was due).
+    pub fn sweep(&mut self, conns: &mut [Conn], stop_at: Instant, busy: usize) -> usize {
+        match self.scan(conns) {
+            Some(_) => self.reopen_closed(conns, stop_at),
+            None => busy,
+        }
+    }
+
     /// After a scan: opens a fresh connection in every closed slot (one that
     /// timed out, or whose connect could not even start), unless the run is
     /// past `stop_at`; returns how many slots are busy.
-    pub fn reopen_closed(&mut self, conns: &mut [Conn], stop_at: Instant) -> usize {
+    fn reopen_closed(&mut self, conns: &mut [Conn], stop_at: Instant) -> usize {
         if Instant::now() < stop_at {
             for (slot, conn) in conns.iter_mut().enumerate() {
                 if conn.phase() == Phase::Closed {

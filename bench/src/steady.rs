@@ -57,9 +57,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
             let is_busy = advance(engine, conn, slot, stop_at, &mut completed);
             busy = busy + usize::from(is_busy) - usize::from(was_busy);
         }
-        if engine.scan(&mut conns).is_some() {
-            busy = engine.reopen_closed(&mut conns, stop_at);
-        }
+        busy = engine.sweep(&mut conns, stop_at, busy);
         engine.progress(|| format!("{completed} round trips"));
     }
     engine.finish(&mut conns);
