@@ -7,6 +7,13 @@
 //! buffers across lines, and never writes a control character: every message
 //! is escaped on its way out, so no client can forge a line.
 //!
+//! A line that cannot be written (a full disk, a pipe whose reader died:
+//! SIGPIPE is ignored process-wide, so that is EPIPE, not death) is lost, but
+//! counted ([`write_errors`]), because nowhere else is left to report it.
+//! On SIGHUP the server [`reopen`]s the file at the same path onto the same
+//! descriptor number, so everything holding that number (the spawner) writes
+//! to the new file from then on.
+//!
 //! Line shape: `2026-11-21T22:16:24.123Z INFO master[4242]: message`.
 
 use std::fmt::{self, Write as _};
@@ -16,6 +23,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::handoff::FIRST_FREE_FD;
@@ -70,8 +78,15 @@ impl Level {
 /// Where lines go.
 pub enum Sink {
     Stderr,
-    /// A log file opened with `O_APPEND`, kept open for the life of the process.
-    File(OwnedFd),
+    /// A log file opened with `O_APPEND`, kept open for the life of the
+    /// process (at one descriptor number, even across a reopen).
+    File {
+        fd: OwnedFd,
+        path: PathBuf,
+    },
+    /// A log file a worker was handed on a descriptor: written, never
+    /// reopened (its master reopens, and only new workers see the new file).
+    Inherited(OwnedFd),
 }
 
 /// The log file named on the command line could not be opened.
@@ -101,13 +116,11 @@ impl Sink {
     /// in that range would be overwritten while the worker's descriptors
     /// are set up (see `handoff.rs`).
     pub fn open_file(path: &Path) -> io::Result<Sink> {
-        let file = OpenOptions::new()
-            .append(true)
-            .create(true)
-            .mode(0o644)
-            .open(path)?;
-        let fd = sys::dup_at_least(file.as_fd(), FIRST_FREE_FD)?;
-        Ok(Sink::File(fd))
+        let fd = sys::dup_at_least(open_append(path)?.as_fd(), FIRST_FREE_FD)?;
+        Ok(Sink::File {
+            fd,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The log file's descriptor, to hand to workers; `None` for stderr,
@@ -115,7 +128,7 @@ impl Sink {
     pub fn file_fd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Sink::Stderr => None,
-            Sink::File(fd) => Some(fd.as_fd()),
+            Sink::File { fd, .. } | Sink::Inherited(fd) => Some(fd.as_fd()),
         }
     }
 
@@ -123,13 +136,61 @@ impl Sink {
         let stderr = io::stderr();
         let fd = match self {
             Sink::Stderr => stderr.as_fd(),
-            Sink::File(fd) => fd.as_fd(),
+            Sink::File { fd, .. } | Sink::Inherited(fd) => fd.as_fd(),
         };
         // A short write is only possible on a full disk or a signal after
         // part of the line went out; finishing the line is better than
-        // losing it. A failed write cannot be reported anywhere but here.
-        let _ = sys::write_all_unbuffered(fd, line);
+        // losing it. A failed write cannot be reported anywhere but in the
+        // count.
+        if sys::write_all_unbuffered(fd, line).is_err() {
+            WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
     }
+}
+
+/// Opens `path` for appending, creating it with mode 0644 if missing.
+fn open_append(path: &Path) -> io::Result<std::fs::File> {
+    OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o644)
+        .open(path)
+}
+
+/// Lines this process could not write, since it started.
+static WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// How many log lines this process could not write (they are lost).
+pub fn write_errors() -> u64 {
+    WRITE_ERRORS.load(Ordering::Relaxed)
+}
+
+/// SIGHUP's part in the log: [`reopen`] the file and say how it went, in
+/// the new file when it worked, in the old one when it did not.
+pub fn reopen_on_sighup() {
+    match reopen() {
+        Ok(Some(path)) => info!("reopened log file {}", path.display()),
+        Ok(None) => info!("SIGHUP received: logging to standard error, no log file to reopen"),
+        Err(e) => error!("SIGHUP received but {e}; still writing to the old file"),
+    }
+}
+
+/// Opens the log file again at the same path (the logrotate convention for
+/// SIGHUP) and puts it on the same descriptor number, so the master and
+/// every worker started from now on write to the new file. Returns the path,
+/// or `None` when logging to standard error (nothing to reopen). On failure
+/// the old file stays in use.
+pub fn reopen() -> Result<Option<&'static Path>, OpenLogError> {
+    let Some(Sink::File { fd, path }) = LOGGER.get().map(|l| &l.sink) else {
+        return Ok(None);
+    };
+    let error = |source| OpenLogError {
+        path: path.clone(),
+        source,
+    };
+    let file = open_append(path).map_err(error)?;
+    sys::replace_fd(file.as_fd(), fd.as_fd()).map_err(error)?;
+    Ok(Some(path))
 }
 
 /// This process's logger: sink, threshold and the `component[pid]` label.

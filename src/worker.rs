@@ -46,7 +46,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     };
     let sink = match options.log_fd {
         Some(fd) => match sys::adopt_inherited_fd(fd) {
-            Ok(fd) => Sink::File(fd),
+            Ok(fd) => Sink::Inherited(fd),
             Err(e) => return usage_error(&format!("log descriptor {fd} is not open ({e})")),
         },
         None => Sink::Stderr,

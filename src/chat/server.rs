@@ -39,7 +39,8 @@ const FULL_REPLY_MEMORY: usize = 4096;
 /// Large enough for any UDP payload, so a datagram is never silently cut.
 const RECEIVE_BUFFER: usize = 65_536;
 
-const HANDLED: [libc::c_int; 3] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+/// SIGHUP reopens the log (logrotate), never stops the relay.
+const HANDLED: [libc::c_int; 4] = [libc::SIGTERM, libc::SIGINT, libc::SIGUSR1, libc::SIGHUP];
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -128,6 +129,9 @@ pub fn run(socket: UdpSocket, config: Config) -> Result<(), ChatServerError> {
             info!("shutting down ({} received)", sys::signal_name(sig));
             break;
         }
+        if signals.take(libc::SIGHUP) {
+            log::reopen_on_sighup();
+        }
         if signals.take(libc::SIGUSR1) {
             info!("figures {}", relay.figures());
         }
@@ -173,12 +177,13 @@ impl Relay {
     fn figures(&self) -> String {
         let c = &self.counters;
         format!(
-            "clients={} datagrams_in={} datagrams_out={} bytes_in={} drops={}",
+            "clients={} datagrams_in={} datagrams_out={} bytes_in={} drops={} log_write_errors={}",
             self.roster.len(),
             c.datagrams_in,
             c.datagrams_out,
             c.bytes_in,
-            c.drops
+            c.drops,
+            log::write_errors()
         )
     }
 

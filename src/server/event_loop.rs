@@ -33,8 +33,15 @@ use super::throttle::{Kind, Throttle};
 use super::workers::Workers;
 
 /// Signals the master handles; all of them are reset to their defaults in
-/// workers, together with SIGPIPE, which `main` ignores.
-const HANDLED: [libc::c_int; 4] = [libc::SIGCHLD, libc::SIGTERM, libc::SIGINT, libc::SIGUSR1];
+/// workers, together with SIGPIPE, which `main` ignores. SIGHUP (logrotate,
+/// a closed terminal, `systemctl reload`) reloads and never stops the master.
+const HANDLED: [libc::c_int; 5] = [
+    libc::SIGCHLD,
+    libc::SIGTERM,
+    libc::SIGINT,
+    libc::SIGUSR1,
+    libc::SIGHUP,
+];
 
 /// The listener's token in epoll; workers are registered by pid.
 const LISTENER: u64 = u64::MAX;
@@ -194,6 +201,9 @@ impl Master {
             if self.signals.take(sig) {
                 self.on_stop_signal(&sys::signal_name(sig));
             }
+        }
+        if self.signals.take(libc::SIGHUP) {
+            self.reload();
         }
         if self.signals.take(libc::SIGUSR1) {
             info!("figures {}", self.figures());

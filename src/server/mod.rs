@@ -22,6 +22,7 @@ pub mod listener;
 mod monitor;
 mod privileges;
 mod reap;
+mod reload;
 mod shutdown;
 mod spawn;
 mod throttle;

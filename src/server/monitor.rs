@@ -48,7 +48,8 @@ impl fmt::Display for Figures<'_> {
             f,
             "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
              exited_ok={} exited_error={} exited_signal={} exited_idle={} \
-             rejected_full={} rejected_per_ip={} deferred={} rss_kb={} fds={} uptime_s={}",
+             rejected_full={} rejected_per_ip={} deferred={} rss_kb={} fds={} uptime_s={} \
+             log_write_errors={}",
             self.active,
             self.peak,
             c.accepted,
@@ -65,6 +66,7 @@ impl fmt::Display for Figures<'_> {
             rss_kb().map_or_else(|| "?".to_string(), |v| v.to_string()),
             open_fds().map_or_else(|| "?".to_string(), |v| v.to_string()),
             self.uptime.as_secs(),
+            crate::log::write_errors(),
         )
     }
 }

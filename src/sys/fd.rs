@@ -89,6 +89,18 @@ pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// Makes descriptor `target` refer to `source`'s open file, atomically and
+/// close-on-exec (`dup3`): anyone holding the number `target` writes to the
+/// new file from the next call on, and no moment exists at which the number
+/// is closed. `target` stays owned by whoever owned it.
+pub fn replace_fd(source: BorrowedFd<'_>, target: BorrowedFd<'_>) -> io::Result<()> {
+    // SAFETY: both descriptors are open (borrowed for the call); dup3
+    // replaces what `target` refers to without closing the number, so its
+    // owner still owns exactly one descriptor there.
+    check(unsafe { libc::dup3(source.as_raw_fd(), target.as_raw_fd(), libc::O_CLOEXEC) })?;
+    Ok(())
+}
+
 /// Switches a descriptor to non-blocking mode.
 pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     let raw = fd.as_raw_fd();

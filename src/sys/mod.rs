@@ -44,7 +44,7 @@ mod spawn;
 
 pub use events::{Epoll, EpollEvent, wait_for_events};
 pub use fd::{
-    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
+    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds, replace_fd,
     set_nonblocking,
 };
 pub use io::{read_once, shutdown_socket, write_all_unbuffered, write_once};

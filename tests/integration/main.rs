@@ -19,5 +19,6 @@ mod overload;
 mod pidfds;
 mod privileges;
 mod reaping;
+mod reload;
 mod resources;
 mod shutdown;

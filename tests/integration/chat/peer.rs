@@ -200,7 +200,8 @@ pub(crate) fn figures(relay: &Server) -> HashMap<String, u64> {
             "clients",
             "datagrams_in",
             "datagrams_out",
-            "drops"
+            "drops",
+            "log_write_errors"
         ],
         "{line:?}"
     );

@@ -41,6 +41,7 @@ fn sigusr1_logs_exact_figures() {
         ("datagrams_out", 3),
         ("bytes_in", 8),
         ("drops", 0),
+        ("log_write_errors", 0),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_string(), v))
