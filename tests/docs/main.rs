@@ -7,9 +7,12 @@
 //! MPECHO_REGENERATE_DOCS=1 cargo test --test docs
 //! ```
 //!
-//! The staleness test needs nothing but cargo.
+//! The staleness test needs nothing but cargo. `tools.rs` also runs the
+//! files through groff, mandoc, bash, zsh and fish where those are
+//! installed, and says so when one is not.
 
 mod render;
+mod tools;
 
 use std::collections::BTreeSet;
 use std::fs;
