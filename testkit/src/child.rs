@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 
 use crate::bin::mpecho_bin;
+use crate::log::line_with;
 use crate::process::send_signal;
 use crate::wait::{TIMEOUT, wait_for};
 
@@ -95,10 +96,7 @@ impl Collected {
     /// every one of `needles`, and returns that line.
     pub fn wait_for_line(&self, needles: &[&str]) -> String {
         wait_for(&format!("a line with {needles:?}"), TIMEOUT, || {
-            self.text()
-                .lines()
-                .find(|line| needles.iter().all(|n| line.contains(n)))
-                .map(str::to_string)
+            line_with(&self.text(), needles)
         })
     }
 }

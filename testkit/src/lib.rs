@@ -47,7 +47,8 @@ pub use log::{
     suppressed_total, without_stamp, worker_pids_in,
 };
 pub use net::{
-    assert_connection_ended, connect_from, connect_to, echo, stall_worker_writing, text,
+    assert_connection_ended, connect_from, connect_to, connect_when_listening, echo,
+    stall_worker_writing, text,
 };
 pub use process::{
     RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,

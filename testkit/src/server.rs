@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use crate::bin::mpecho_bin;
 use crate::child::Collected;
-use crate::log::{FIGURES, Figures, count_lines, whole_lines};
+use crate::log::{FIGURES, Figures, count_lines, line_with, whole_lines};
 use crate::net::{connect_to, echo};
 use crate::process::{children_of, send_signal};
 use crate::wait::{TIMEOUT, poll_for, wait_for};
@@ -258,10 +258,7 @@ impl Server {
     /// and returns that line.
     pub fn wait_for_log_line(&self, needles: &[&str]) -> String {
         wait_for(&format!("a log line with {needles:?}"), TIMEOUT, || {
-            self.log()
-                .lines()
-                .find(|line| needles.iter().all(|n| line.contains(n)))
-                .map(str::to_string)
+            line_with(&self.log(), needles)
         })
     }
 

@@ -6,11 +6,11 @@
 //! worker given a listening socket (a unit with `Accept=no`) or several
 //! sockets says what the unit needs and exits 2.
 
-use std::process::{Command, Stdio};
+use mpecho_testkit::echo;
 
-use mpecho_testkit::{ChildGuard, Collected, echo, mpecho_bin};
-
-use super::{assert_refused, free_port, knock, loopback, run_poking, socket_activate};
+use super::{
+    accepting, activate, assert_refused, free_port, knock, loopback, run_knocking, socket_activate,
+};
 
 /// Three clients in a row, each served by its own worker process, which
 /// logs `connect` and `disconnect` on the stderr it shares with
@@ -21,16 +21,7 @@ fn each_connection_is_served_by_its_own_worker() {
         return;
     };
     let addr = free_port(loopback(1));
-    let mut command = Command::new(tool);
-    command
-        .args(["--accept", "-l", &addr.to_string()])
-        .arg(mpecho_bin())
-        .arg("worker")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut activator = ChildGuard(command.spawn().expect("start systemd-socket-activate"));
-    let stderr = Collected::from_pipe(activator.0.stderr.take().expect("stderr is piped"));
+    let (activator, stderr) = accepting(tool, addr, &["worker"]);
 
     let mut pids = Vec::new();
     for i in 0..3 {
@@ -73,14 +64,7 @@ fn a_worker_given_a_listening_socket_asks_for_accept_yes() {
         return;
     };
     let addr = free_port(loopback(1));
-    let mut command = Command::new(tool);
-    command
-        .args(["-l", &addr.to_string()])
-        .arg(mpecho_bin())
-        .arg("worker");
-    let output = run_poking(command, || {
-        let _ = std::net::TcpStream::connect(addr);
-    });
+    let output = run_knocking(activate(tool, &[], &[addr], &["worker"]), addr);
     assert_refused(
         &output,
         2,
@@ -97,14 +81,7 @@ fn a_worker_given_two_sockets_refuses() {
         return;
     };
     let (one, two) = (free_port(loopback(1)), free_port(loopback(2)));
-    let mut command = Command::new(tool);
-    command
-        .args(["-l", &one.to_string(), "-l", &two.to_string()])
-        .arg(mpecho_bin())
-        .arg("worker");
-    let output = run_poking(command, || {
-        let _ = std::net::TcpStream::connect(one);
-    });
+    let output = run_knocking(activate(tool, &[], &[one, two], &["worker"]), one);
     assert_refused(
         &output,
         2,

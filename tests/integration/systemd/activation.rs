@@ -12,27 +12,25 @@ use std::process::Command;
 
 use mpecho_testkit::{Server, ServerOptions, echo, environ, mpecho_bin, open_fds, run_mpecho};
 
-use super::{assert_refused, free_port, knock, loopback, run_poking, socket_activate};
+use super::{
+    activate, activator, assert_refused, free_port, knock, loopback, run_knocking, run_poking,
+    socket_activate,
+};
 
-/// Starts `systemd-socket-activate -l ADDR… WRAPPER_ARGS mpecho serve
-/// ARGS` and returns the server with the first client, the one whose
-/// knock (at `knock_at`) made systemd-socket-activate start it.
+/// Starts `systemd-socket-activate OPTIONS -l ADDR… mpecho serve ARGS` and
+/// returns the server with the first client, the one whose knock (at
+/// `knock_at`) made systemd-socket-activate start it.
 fn serve_activated(
     tool: &str,
     listen: &[SocketAddr],
-    wrapper_args: &[&str],
+    options: &[&str],
     args: &[&str],
     knock_at: SocketAddr,
 ) -> (Server, TcpStream) {
-    let mut wrapper = vec![tool.to_string()];
-    for addr in listen {
-        wrapper.extend(["-l".to_string(), addr.to_string()]);
-    }
-    wrapper.extend(wrapper_args.iter().map(|a| a.to_string()));
     let first = knock(knock_at);
     let server = Server::start_with(ServerOptions {
         args: args.iter().map(|a| a.to_string()).collect(),
-        wrapper,
+        wrapper: activator(tool, options, listen),
         ..ServerOptions::default()
     });
     let first = first.join().expect("the first client's thread");
@@ -66,45 +64,45 @@ fn serves_the_socket_systemd_passes() {
     assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4]);
 }
 
-/// `--listen-fd-name` picks the socket of that name (LISTEN_FDNAMES), and
-/// the socket not used is closed by the master: nothing listens there any
-/// more once it runs, and its workers hold only their own descriptors.
+/// Passes two sockets (on 127.0.0.1 and 127.0.0.2, with `options`), runs
+/// `mpecho serve ARGS` on them and asserts that it serves socket `served`
+/// (0 or 1) and closed the other: nothing listens there any more once the
+/// master runs, and its workers hold only their own descriptors.
+fn assert_serves_one_of_two(tool: &str, options: &[&str], args: &[&str], served: usize) -> Server {
+    let addrs = [free_port(loopback(1)), free_port(loopback(2))];
+    let (server, mut first) = serve_activated(tool, &addrs, options, args, addrs[served]);
+    assert_eq!(server.addr, addrs[served]);
+    assert_eq!(echo(&mut first, b"first\n"), b"first\n");
+    let other = addrs[1 - served];
+    assert!(
+        TcpStream::connect(other).is_err(),
+        "the socket not served ({other}) is still listening"
+    );
+    let (_client, worker) = server.connect_served_worker();
+    assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4]);
+    server
+}
+
+/// `--listen-fd-name` picks the socket of that name (LISTEN_FDNAMES), the
+/// other one is closed.
 #[test]
 fn a_name_picks_the_socket_and_the_other_is_closed() {
     let Some(tool) = socket_activate("a_name_picks_the_socket_and_the_other_is_closed") else {
         return;
     };
-    let (one, two) = (free_port(loopback(1)), free_port(loopback(2)));
-    let (server, mut first) = serve_activated(
-        tool,
-        &[one, two],
-        &["--fdname=one:two"],
-        &["--listen-fd-name", "two"],
-        two,
-    );
-    assert_eq!(server.addr, two);
+    let args = ["--listen-fd-name", "two"];
+    let server = assert_serves_one_of_two(tool, &["--fdname=one:two"], &args, 1);
     server.wait_for_log_line(&["descriptor 4 named \"two\" (LISTEN_FDS=2)"]);
-    assert_eq!(echo(&mut first, b"two\n"), b"two\n");
-    assert!(
-        TcpStream::connect(one).is_err(),
-        "the socket not served ({one}) is still listening"
-    );
-    let (_client, worker) = server.connect_served_worker();
-    assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4]);
 }
 
 /// With several sockets and no name, the first (descriptor 3, the first
-/// `-l`/`ListenStream=`) is served.
+/// `-l`/`ListenStream=`) is served, the other closed.
 #[test]
 fn without_a_name_the_first_socket_is_served() {
     let Some(tool) = socket_activate("without_a_name_the_first_socket_is_served") else {
         return;
     };
-    let (one, two) = (free_port(loopback(1)), free_port(loopback(2)));
-    let (server, mut first) = serve_activated(tool, &[one, two], &[], &[], one);
-    assert_eq!(server.addr, one);
-    assert_eq!(echo(&mut first, b"one\n"), b"one\n");
-    assert!(TcpStream::connect(two).is_err(), "{two} is still listening");
+    assert_serves_one_of_two(tool, &[], &[], 0);
 }
 
 /// `-l` given together with a passed socket: the passed socket wins
@@ -147,11 +145,7 @@ fn a_udp_socket_is_refused() {
         return;
     };
     let addr = free_port(loopback(1));
-    let mut command = Command::new(tool);
-    command
-        .args(["--datagram", "-l", &addr.to_string()])
-        .arg(mpecho_bin())
-        .arg("serve");
+    let command = activate(tool, &["--datagram"], &[addr], &["serve"]);
     let udp = UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client");
     let output = run_poking(command, || {
         let _ = udp.send_to(b"knock", addr);
@@ -233,14 +227,13 @@ fn names_and_counts_that_do_not_fit_are_refused() {
         return;
     };
     let addr = free_port(loopback(1));
-    let mut command = Command::new(tool);
-    command
-        .args(["-l", &addr.to_string(), "--fdname=web"])
-        .arg(mpecho_bin())
-        .args(["serve", "--listen-fd-name", "admin"]);
-    let output = run_poking(command, || {
-        let _ = TcpStream::connect(addr);
-    });
+    let command = activate(
+        tool,
+        &["--fdname=web"],
+        &[addr],
+        &["serve", "--listen-fd-name", "admin"],
+    );
+    let output = run_knocking(command, addr);
     assert_refused(
         &output,
         1,

@@ -20,7 +20,9 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::{self, JoinHandle};
 
-use mpecho_testkit::{ChildGuard, TIMEOUT, poll_for, text, wait_for};
+use mpecho_testkit::{
+    ChildGuard, Collected, TIMEOUT, connect_when_listening, mpecho_bin, poll_for, text,
+};
 
 /// Debian's `systemd` package puts it here (`.ci/run` installs it).
 const SOCKET_ACTIVATE: &str = "/usr/bin/systemd-socket-activate";
@@ -52,18 +54,32 @@ pub(crate) fn free_port(ip: IpAddr) -> SocketAddr {
 /// knocks, so the test's first client must knock while the test waits for
 /// the `listening on` line. That client is served once the server runs.
 pub(crate) fn knock(addr: SocketAddr) -> JoinHandle<TcpStream> {
-    thread::spawn(move || {
-        let stream = wait_for(&format!("something to listen on {addr}"), TIMEOUT, || {
-            TcpStream::connect(addr).ok()
-        });
-        stream
-            .set_read_timeout(Some(TIMEOUT))
-            .expect("set a read timeout");
-        stream
-            .set_write_timeout(Some(TIMEOUT))
-            .expect("set a write timeout");
-        stream
-    })
+    thread::spawn(move || connect_when_listening(addr))
+}
+
+/// `TOOL OPTIONS -l ADDR…`: the service manager's part, played by
+/// `systemd-socket-activate`, which execs (or, with `--accept`, forks and
+/// execs) the program that follows.
+pub(crate) fn activator(tool: &str, options: &[&str], listen: &[SocketAddr]) -> Vec<String> {
+    let mut words = vec![tool.to_string()];
+    words.extend(options.iter().map(|o| o.to_string()));
+    for addr in listen {
+        words.extend(["-l".to_string(), addr.to_string()]);
+    }
+    words
+}
+
+/// The command `activator(…) mpecho ARGS`.
+pub(crate) fn activate(
+    tool: &str,
+    options: &[&str],
+    listen: &[SocketAddr],
+    args: &[&str],
+) -> Command {
+    let words = activator(tool, options, listen);
+    let mut command = Command::new(&words[0]);
+    command.args(&words[1..]).arg(mpecho_bin()).args(args);
+    command
 }
 
 /// Runs `command` (which must exit by itself once started) with nothing
@@ -84,6 +100,27 @@ pub(crate) fn run_poking(mut command: Command, mut poke: impl FnMut()) -> Output
         "the command did not exit within {TIMEOUT:?}"
     );
     child.wait_output()
+}
+
+/// `systemd-socket-activate --accept -l ADDR mpecho ARGS`, running (killed
+/// and reaped on drop), with its stderr (and its instances') collected:
+/// one `mpecho ARGS` process per connection, as `Accept=yes` starts.
+pub(crate) fn accepting(tool: &str, addr: SocketAddr, args: &[&str]) -> (ChildGuard, Collected) {
+    let mut command = activate(tool, &["--accept"], &[addr], args);
+    command
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut activator = ChildGuard(command.spawn().expect("start systemd-socket-activate"));
+    let stderr = Collected::from_pipe(activator.0.stderr.take().expect("stderr is piped"));
+    (activator, stderr)
+}
+
+/// `run_poking`, knocking at `addr` (TCP) until the command exits.
+pub(crate) fn run_knocking(command: Command, addr: SocketAddr) -> Output {
+    run_poking(command, || {
+        let _ = TcpStream::connect(addr);
+    })
 }
 
 /// Asserts that `output` is a refusal to start: `status`, nothing on

@@ -7,12 +7,12 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use mpecho::cli::DEFAULT_LISTEN;
-use mpecho_testkit::{ChildGuard, Collected, Server, ServerOptions, echo, mpecho_bin, text};
+use mpecho_testkit::{Server, ServerOptions, echo, mpecho_bin, text};
 
-use super::{free_port, knock, loopback, socket_activate};
+use super::{accepting, activator, free_port, knock, loopback, socket_activate};
 
 /// The units as shipped.
 const UNITS: [&str; 4] = [
@@ -161,7 +161,7 @@ fn the_service_command_line_serves_a_passed_socket() {
     let server = Server::start_with(ServerOptions {
         subcommand: "serve",
         args: args[1..].to_vec(),
-        wrapper: vec![tool.to_string(), "-l".to_string(), addr.to_string()],
+        wrapper: activator(tool, &[], &[addr]),
         ..ServerOptions::default()
     });
     let mut first = first.join().expect("the first client's thread");
@@ -179,16 +179,8 @@ fn the_accept_template_command_line_serves_a_connection() {
     let args = exec_args(&unit("mpecho-accept@.service"));
     assert_eq!(args[0], "worker");
     let addr = free_port(loopback(1));
-    let mut command = Command::new(tool);
-    command
-        .args(["--accept", "-l", &addr.to_string()])
-        .arg(mpecho_bin())
-        .args(&args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
-    let mut activator = ChildGuard(command.spawn().expect("start systemd-socket-activate"));
-    let stderr = Collected::from_pipe(activator.0.stderr.take().expect("stderr is piped"));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (_activator, stderr) = accepting(tool, addr, &args);
     let mut client = knock(addr).join().expect("the client's thread");
     assert_eq!(echo(&mut client, b"instance\n"), b"instance\n");
     drop(client);
