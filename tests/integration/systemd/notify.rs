@@ -293,17 +293,20 @@ fn a_full_notify_socket_drops_messages_with_one_debug_line() {
 }
 
 /// The chat relay speaks the same protocol: READY=1 with its address,
-/// RELOADING=1 then READY=1 on SIGHUP, STOPPING=1 on SIGTERM.
+/// WATCHDOG=1 when asked, RELOADING=1 then READY=1 on SIGHUP, STOPPING=1
+/// on SIGTERM.
 #[test]
 fn the_chat_relay_is_ready_reloads_and_stops() {
     let manager = Manager::at_path();
-    let mut relay = manager.start("chat-server", &[], &[]);
+    let mut relay = manager.start("chat-server", &[], &[("WATCHDOG_USEC", "200000")]);
     assert_eq!(
         manager.until("READY=1", |m| m.contains("READY=1")),
         vec![format!("READY=1\nSTATUS=listening on {}", relay.addr)]
     );
+    manager.until("WATCHDOG=1", |m| m == "WATCHDOG=1");
     relay.signal(libc::SIGHUP);
-    let reload = manager.until("READY=1 after the reload", |m| m.starts_with("READY=1"));
+    let mut reload = manager.until("READY=1 after the reload", |m| m.starts_with("READY=1"));
+    reload.retain(|m| m != "WATCHDOG=1");
     assert_eq!(reload.len(), 2, "{reload:?}");
     assert!(
         reload[0].starts_with("RELOADING=1\nMONOTONIC_USEC="),
