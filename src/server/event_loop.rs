@@ -229,7 +229,8 @@ impl Master {
             }
             None => {
                 // From now on the kernel refuses new connections, including
-                // any still waiting in the backlog.
+                // any still waiting in the backlog (a socket systemd passed
+                // stays open in systemd: they wait there for the next master).
                 self.listener.close();
                 let workers = self.workers.len();
                 self.notifier.stopping(format_args!(
