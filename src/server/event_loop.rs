@@ -6,7 +6,9 @@
 //! wake-up the loop reaps first (so the worker count is exact), then handles
 //! shutdown and report requests, then accepts a bounded batch
 //! (`accept.rs`), then runs the timers. Every decision about workers is
-//! taken here, in order, never in a signal handler.
+//! taken here, in order, never in a signal handler. The service manager
+//! hears about the rare events (ready, figures, reload, stopping, the
+//! watchdog's keep-alive) through `notifier`, one call each.
 //!
 //! Why pidfds in epoll rather than `waitpid(-1)` on SIGCHLD: `waitpid(-1)`
 //! scans every child in the kernel, so with 5,000 workers held each reap
@@ -20,6 +22,7 @@ use crate::log::{self, Level, error, info};
 use crate::net;
 use crate::signals::Signals;
 use crate::sys::{self, Epoll, EpollEvent, pid_t};
+use crate::systemd::Notifier;
 
 use super::accept::{Acceptor, BACKOFF};
 use super::config::Config;
@@ -64,12 +67,18 @@ pub struct Master {
     pub(super) throttle: Throttle,
     draining: Option<Draining>,
     started: Instant,
+    pub(super) notifier: Notifier,
 }
 
 impl Master {
     /// Installs signal handling, prepares spawning and announces readiness
-    /// (`listening on ADDR` on stdout) once nothing can fail any more.
-    pub fn boot(listener: TcpListener, config: Config) -> Result<Master, ServeError> {
+    /// (`listening on ADDR` on stdout, then `READY=1` to the service
+    /// manager) once nothing can fail any more.
+    pub fn boot(
+        listener: TcpListener,
+        config: Config,
+        notifier: Notifier,
+    ) -> Result<Master, ServeError> {
         let signals = Signals::install(&HANDLED).map_err(ServeError::Signals)?;
         let epoll = Epoll::new().map_err(ServeError::Epoll)?;
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
@@ -93,6 +102,7 @@ impl Master {
             throttle: Throttle::default(),
             draining: None,
             started: now,
+            notifier,
         };
         let admission = &master.config.admission;
         info!(
@@ -104,6 +114,7 @@ impl Master {
             master.config.grace.as_secs_f64()
         );
         net::announce_listening(addr).map_err(ServeError::Announce)?;
+        master.notifier.ready(format_args!("listening on {addr}"));
         Ok(master)
     }
 
@@ -185,6 +196,7 @@ impl Master {
             self.listener.resumes_at(),
             self.throttle.next_flush(),
             self.draining.as_ref().and_then(Draining::deadline),
+            self.notifier.next_watchdog(),
         ]
         .into_iter()
         .flatten()
@@ -217,8 +229,13 @@ impl Master {
             }
             None => {
                 // From now on the kernel refuses new connections, including
-                // any still waiting in the backlog.
+                // any still waiting in the backlog (a socket systemd passed
+                // stays open in systemd: they wait there for the next master).
                 self.listener.close();
+                let workers = self.workers.len();
+                self.notifier.stopping(format_args!(
+                    "shutting down ({name}): {workers} workers to finish"
+                ));
                 self.draining = Some(begin_shutdown(
                     &self.workers,
                     &format!("{name} received"),
@@ -230,15 +247,19 @@ impl Master {
 
     fn on_timers(&mut self, now: Instant) {
         self.throttle.flush(now);
+        self.notifier.on_tick(now);
         if self.monitor.is_due(now) {
-            info!("figures {}", self.figures());
+            // Formatted once (it reads /proc): for the log and the status.
+            let figures = self.figures().to_string();
+            info!("figures {figures}");
+            self.notifier.status(&figures);
         }
         if let Some(draining) = &mut self.draining {
             draining.on_tick(now, &self.workers);
         }
     }
 
-    fn figures(&self) -> Figures<'_> {
+    pub(super) fn figures(&self) -> Figures<'_> {
         Figures {
             counters: &self.counters,
             active: self.workers.len(),

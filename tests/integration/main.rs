@@ -22,3 +22,4 @@ mod reaping;
 mod reload;
 mod resources;
 mod shutdown;
+mod systemd;
