@@ -31,7 +31,8 @@ complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "client" -d 'Send stan
 complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "chat-server" -d 'Run the UDP chat relay: every datagram from a known client goes to every other known client, tagged with the sender\'s address'
 complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "chat" -d 'Join a chat relay: lines typed are sent, messages received are printed (END or end of input leaves)'
 complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
-complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line [default: 127.0.0.1:9190]. A socket passed by systemd (socket activation) wins over it, with a log line saying so' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l listen-fd-name -d 'Under socket activation, serve the passed socket of this name (LISTEN_FDNAMES: FileDescriptorName= in the .socket unit) instead of the first one' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s m -l max-workers -d 'Most workers (connections) served at once; a connection beyond it is accepted and closed at once, and counted as rejected' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l on-full -d 'What to do with a new connection at the worker limit: `reject` accepts and closes it at once; `defer` leaves it waiting in the kernel\'s backlog until a worker exits' -r -f -a "reject\t''
 defer\t''"
