@@ -5,11 +5,11 @@
 //!
 //! Split by concern:
 //! - `fd.rs`: descriptors (adopting inherited ones, the standard three,
-//!   close-on-exec, duplicating, flags);
+//!   close-on-exec, duplicating, flags, a program opened to be run);
 //! - `io.rs`: unbuffered reads and writes, one system call per attempt, and
 //!   the socket shutdown a signal handler may call;
-//! - `spawn.rs`: starting a program with a vfork-style clone and exec
-//!   (`SpawnTemplate`) and the C strings it takes;
+//! - `spawn.rs`: starting a program opened once with a vfork-style clone
+//!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
 //!   own name, user and environment;
 //! - `reap.rs`: reaping children and decoding how they ended (`ExitKind`);
@@ -47,8 +47,8 @@ mod spawn;
 pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, wait_for_events};
 pub use fd::{
-    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds, replace_fd,
-    set_nonblocking,
+    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
+    open_executable, replace_fd, set_nonblocking,
 };
 pub use io::{read_once, shutdown_socket, write_all_unbuffered, write_once};
 pub use libc::pid_t;
@@ -65,7 +65,7 @@ pub use signals::{
     Disposition, SignalSet, block_signals, install_handler, set_disposition, set_signal_mask,
     signal_name,
 };
-pub use spawn::{SpawnTemplate, c_string};
+pub use spawn::{Argv, SpawnTemplate, c_string};
 
 /// A libc return type in which `-1` means "failed, the reason is in errno":
 /// `int`, `ssize_t` (read, write) and `long` (`syscall`).

@@ -76,9 +76,20 @@ pub(crate) fn activate(
     listen: &[SocketAddr],
     args: &[&str],
 ) -> Command {
+    activate_program(tool, options, listen, mpecho_bin(), args)
+}
+
+/// The command `activator(…) PROGRAM ARGS`.
+pub(crate) fn activate_program(
+    tool: &str,
+    options: &[&str],
+    listen: &[SocketAddr],
+    program: &Path,
+    args: &[&str],
+) -> Command {
     let words = activator(tool, options, listen);
     let mut command = Command::new(&words[0]);
-    command.args(&words[1..]).arg(mpecho_bin()).args(args);
+    command.args(&words[1..]).arg(program).args(args);
     command
 }
 
@@ -106,7 +117,17 @@ pub(crate) fn run_poking(mut command: Command, mut poke: impl FnMut()) -> Output
 /// and reaped on drop), with its stderr (and its instances') collected:
 /// one `mpecho ARGS` process per connection, as `Accept=yes` starts.
 pub(crate) fn accepting(tool: &str, addr: SocketAddr, args: &[&str]) -> (ChildGuard, Collected) {
-    let mut command = activate(tool, &["--accept"], &[addr], args);
+    accepting_program(tool, addr, mpecho_bin(), args)
+}
+
+/// `accepting`, for another program than `mpecho` (`mpecho-worker`).
+pub(crate) fn accepting_program(
+    tool: &str,
+    addr: SocketAddr,
+    program: &Path,
+    args: &[&str],
+) -> (ChildGuard, Collected) {
+    let mut command = activate_program(tool, &["--accept"], &[addr], program, args);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())
