@@ -36,7 +36,7 @@ pub use addr::display_addr;
 pub use args::{ArgError, BadIdleTimeout, IdleTimeout, WorkerArgs};
 pub use errno::Errno;
 pub use exit::WorkerExit;
-pub use log::{EscapedBytes, Level, MAX_LINE, TextBuf, format_line};
+pub use log::{EscapedBytes, Level, MAX_LINE, TextBuf, format_line, format_short_line};
 
 use core::ffi::CStr;
 use core::fmt;

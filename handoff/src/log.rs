@@ -166,9 +166,7 @@ pub fn format_line<'b>(
 ) -> &'b [u8] {
     // The newline always has its byte.
     let mut line = TextBuf::new(&mut buf[..MAX_LINE - 1]);
-    write_timestamp(&mut line, now);
-    let _ = write!(line, " {} {component}[{pid}]: ", level.label());
-    let _ = Escaping(&mut line).write_fmt(args);
+    write_line(&mut line, now, level, component, pid, args);
     let (written, overflowed) = (line.len(), line.overflowed());
     let mut len = written;
     if overflowed {
@@ -183,6 +181,45 @@ pub fn format_line<'b>(
     }
     buf[len] = b'\n';
     &buf[..=len]
+}
+
+/// The same line as [`format_line`], formatted into a smaller buffer, or
+/// `None` if it does not fit there whole (newline included): then, and
+/// only then, [`format_line`] is needed. Lets a caller whose lines are
+/// short keep a small buffer on its stack (the worker) and still write
+/// exactly the bytes [`format_line`] would.
+pub fn format_short_line<'b>(
+    buf: &'b mut [u8],
+    now: Duration,
+    level: Level,
+    component: &str,
+    pid: u32,
+    args: fmt::Arguments<'_>,
+) -> Option<&'b [u8]> {
+    let room = buf.len().min(MAX_LINE).checked_sub(1)?;
+    let mut line = TextBuf::new(&mut buf[..room]);
+    write_line(&mut line, now, level, component, pid, args);
+    if line.overflowed() {
+        return None;
+    }
+    let len = line.len();
+    buf[len] = b'\n';
+    Some(&buf[..=len])
+}
+
+/// The line without its newline: timestamp, level, `component[pid]: `,
+/// the escaped message.
+fn write_line(
+    line: &mut TextBuf<'_>,
+    now: Duration,
+    level: Level,
+    component: &str,
+    pid: u32,
+    args: fmt::Arguments<'_>,
+) {
+    write_timestamp(line, now);
+    let _ = write!(line, " {} {component}[{pid}]: ", level.label());
+    let _ = Escaping(line).write_fmt(args);
 }
 
 /// RFC 3339 UTC with milliseconds: `2026-11-21T22:16:24.123Z`.
@@ -330,6 +367,66 @@ mod tests {
             format_args!("{controls}"),
         );
         assert_eq!(cut.len(), MAX_LINE);
+    }
+
+    /// A short line is the same bytes either way; one too long for the
+    /// small buffer is refused there, never cut.
+    #[test]
+    fn short_lines_format_alike_in_a_small_buffer() {
+        let now = Duration::from_millis(1_763_763_384_123);
+        let args = format_args!("connect peer={}", "127.0.0.1:9\n");
+        let mut small = [0u8; 128];
+        let mut full = [0u8; MAX_LINE];
+        assert_eq!(
+            format_short_line(&mut small, now, Level::Info, "worker", 7, args),
+            Some(format_line(&mut full, now, Level::Info, "worker", 7, args))
+        );
+        let long = "x".repeat(200);
+        assert_eq!(
+            format_short_line(
+                &mut small,
+                now,
+                Level::Info,
+                "worker",
+                7,
+                format_args!("{long}")
+            ),
+            None
+        );
+        // Exactly full, newline included.
+        let fits = "y".repeat(128 - 1 - "2025-11-21T22:16:24.123Z INFO w[7]: ".len());
+        let line = format_short_line(&mut small, now, Level::Info, "w", 7, format_args!("{fits}"));
+        assert_eq!(line.map(<[u8]>::len), Some(128));
+    }
+
+    /// The old way, a `String` cut at the last character boundary at or
+    /// before 3996 bytes: the buffer-based cut gives the same bytes.
+    #[test]
+    fn cuts_are_those_of_cutting_the_whole_line() {
+        for pad in 0..8 {
+            let message = "z".repeat(pad) + &"aé€😀\u{7}".repeat(900);
+            let mut whole = String::from("1970-01-01T00:00:00.000Z INFO m[1]: ");
+            for c in message.chars() {
+                if c.is_control() {
+                    whole += &std::format!("\\x{:02x}", c as u32);
+                } else {
+                    whole.push(c);
+                }
+            }
+            let mut cut = 3996;
+            while !whole.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            let expected = std::format!("{}...\n", &whole[..cut]);
+            let got = line(
+                Duration::ZERO,
+                Level::Info,
+                "m",
+                1,
+                format_args!("{message}"),
+            );
+            assert_eq!(got, expected, "pad {pad}");
+        }
     }
 
     #[test]

@@ -10,8 +10,7 @@
 //!
 //! Its whole cost is what a connection costs, so it is a program of its
 //! own, without std, libc or an allocator: its own `_start`, raw system
-//! calls, the 16 KiB echo buffer in .bss, the log line formatted on the
-//! stack. Everything that touches the machine is in `sys/`; the rest is
+//! calls, the 16 KiB echo buffer and the log line's buffer in .bss. Everything that touches the machine is in `sys/`; the rest is
 //! safe Rust. It must never open a descriptor of its own (the master's
 //! tests count them), never block in a call it cannot abandon on SIGTERM
 //! or after the idle timeout, never log client bytes unescaped, and never
@@ -115,14 +114,15 @@ fn run(process: &Process) -> WorkerExit {
         warning!("could not set the idle timeout on the connection: {e}");
         return WorkerExit::IoError;
     }
-    let Some(buf) = sys::echo_buffer() else {
-        // Only a second session in one process could get here.
-        return WorkerExit::IoError;
-    };
-    Session::new(idle_timeout).serve(peer, buf)
+    sys::BUFFERS
+        .echo
+        .with(|buf| Session::new(idle_timeout).serve(peer, buf))
+        // Lent already: only a second session in one process could be.
+        .unwrap_or(WorkerExit::IoError)
 }
 
 /// `mpecho-worker --version`: the line the master checks at start.
+#[inline(never)]
 fn print_version() -> WorkerExit {
     let mut buf = [0u8; 128];
     let mut out = TextBuf::new(&mut buf);
@@ -176,7 +176,10 @@ enum StartedBy {
 }
 
 /// Says on standard error, in one write, what is wrong and how the worker
-/// is meant to be started; status 2.
+/// is meant to be started; status 2. Never inlined: its 2 KiB buffer would
+/// otherwise sit in `run`'s frame, under every session's stack.
+#[cold]
+#[inline(never)]
 fn usage_error(problem: impl fmt::Display, started_by: StartedBy) -> WorkerExit {
     let mut buf = [0u8; 2048];
     let mut out = TextBuf::new(&mut buf);

@@ -20,7 +20,7 @@ use crate::sys::{self, Shutdown};
 
 /// Echo buffer: large enough that a bulk transfer moves in few system
 /// calls, small enough that ten thousand idle workers cost little (DESIGN
-/// §11). It lives in .bss (see `sys::echo_buffer`).
+/// §11). It lives in .bss (see `sys::BUFFERS`).
 const BUFFER_SIZE: usize = sys::ECHO_BUFFER_SIZE;
 
 /// How many client bytes a trace line shows.

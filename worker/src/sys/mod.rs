@@ -9,7 +9,8 @@
 //! - `signal.rs`: `rt_sigaction` with our own `SA_RESTORER` trampoline;
 //! - `socket.rs`: the client socket's calls (addresses, options, I/O);
 //! - `process.rs`: descriptors, the process's name and id, the clocks;
-//! - `buffer.rs`: the echo buffer, a `static` in .bss handed out once.
+//! - `buffer.rs`: the echo and log line buffers, `static`s in .bss lent
+//!   to one borrower at a time.
 //!
 //! What it must never do: allocate (there is no allocator), hold a
 //! descriptor of its own (the worker opens none: the master's tests count
@@ -24,7 +25,7 @@ mod socket;
 mod start;
 mod syscall;
 
-pub use buffer::{ECHO_BUFFER_SIZE, echo_buffer};
+pub use buffer::{BUFFERS, ECHO_BUFFER_SIZE};
 pub use process::{check_open, monotonic_clock, pid, set_name, wall_clock, write_all};
 pub use signal::{Signal, ignore, install_handler};
 pub use socket::{
