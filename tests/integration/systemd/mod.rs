@@ -1,6 +1,6 @@
 //! systemd, both ways (issue 9, part 2), with the real tools: sockets
 //! passed by `systemd-socket-activate` to `mpecho serve` (`activation.rs`)
-//! and, one connection per instance (`Accept=yes`), to `mpecho worker`
+//! and, one connection per instance (`Accept=yes`), to the worker
 //! (`accept.rs`); readiness, status, reload, stopping and the watchdog
 //! through a real `NOTIFY_SOCKET` listener (`notify.rs`); the shipped unit
 //! files checked by `systemd-analyze verify` and their command lines run
