@@ -2,6 +2,9 @@
 //! socket, and telling a worker started wrongly (nothing there, a file, a
 //! listening socket) from a client that connected and left before the
 //! worker could look at it.
+//!
+//! Only looks: it never reads, writes or closes the socket, and never
+//! treats anything but an accepted TCP connection as one to serve.
 
 use core::net::SocketAddr;
 

@@ -1,5 +1,6 @@
 //! The worker's two big buffers, `static`s in .bss lent out one borrower
-//! at a time: the 16 KiB echo buffer, and 4000 bytes for a log line too
+//! at a time (never two references to one buffer, never one to a signal
+//! handler): the 16 KiB echo buffer, and 4000 bytes for a log line too
 //! long for the small one on the stack (none the worker writes today).
 //!
 //! Why not the stack: the kernel maps a .bss page only when it is first

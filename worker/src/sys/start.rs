@@ -4,7 +4,8 @@
 //!
 //! Nothing runs before `_start`: no C runtime, no TLS, no constructors.
 //! The static executable is not position-independent, so there is nothing
-//! to relocate either.
+//! to relocate either. This file must never write to the initial stack's
+//! arrays or strings (they are lent out as `'static`), nor unwind.
 
 use core::ffi::{CStr, c_char};
 

@@ -1,5 +1,8 @@
 //! The `syscall` instruction, and the kernel's error convention turned
 //! into a `Result`. The numbers are x86_64's (asm/unistd_64.h).
+//!
+//! Only the mechanism: which call, with what, is the other files' to
+//! decide and to vouch for; nothing here is callable without `unsafe`.
 
 use core::arch::asm;
 
