@@ -1,9 +1,9 @@
 //! The command line: subcommands, options, defaults and their validation.
 //!
 //! This module only describes and parses arguments; it opens nothing and
-//! starts nothing. `mpecho worker` is parsed by hand (`handoff.rs`) before
-//! clap is ever touched, because every connection pays for that start-up
-//! (DESIGN §11); it appears here only so that `--help` can mention it.
+//! starts nothing. `mpecho worker` hands its arguments to the worker
+//! executable untouched, before clap is ever touched (`worker.rs`); it
+//! appears here only so that `--help` can mention it.
 
 use std::ffi::OsString;
 use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
@@ -13,8 +13,8 @@ use std::process::ExitCode;
 use clap::error::ErrorKind;
 use clap::{Args, Parser, Subcommand};
 
-use crate::handoff::IdleTimeout;
-use crate::log::Level;
+use crate::handoff::{self, IdleTimeout};
+use crate::log::{self, Level};
 
 /// mpecho: a multi-process TCP echo server (one process per connection),
 /// its client, and the tools that come with them.
@@ -78,8 +78,8 @@ pub enum Command {
     /// Join a chat relay: lines typed are sent, messages received are
     /// printed (END or end of input leaves).
     Chat(ChatArgs),
-    /// Internal: serve the client on descriptor 3 (started by `mpecho serve`,
-    /// or by systemd for an `Accept=yes` socket; never by hand).
+    /// Internal: run `mpecho-worker` (beside this executable) to serve the
+    /// client on descriptor 3, as systemd's `Accept=yes` units did.
     #[command(hide = true)]
     Worker,
 }
@@ -143,8 +143,13 @@ pub struct ServeArgs {
     pub backlog: u32,
 
     /// Least severe level written to the log.
-    #[arg(long, value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
+    #[arg(long, value_name = "LEVEL", value_parser = log::level_parser(), default_value_t = Level::Info)]
     pub log_level: Level,
+
+    /// The worker executable, opened once at start and run for every
+    /// connection [default: mpecho-worker beside this executable].
+    #[arg(long, value_name = "PATH")]
+    pub worker: Option<PathBuf>,
 
     /// After binding and opening the log as root, become this user (its
     /// primary and supplementary groups too) before accepting anything.
@@ -158,7 +163,8 @@ pub struct ServeArgs {
     /// Seconds a connection may stay idle (the client neither sends nor
     /// reads anything) before its worker closes it; 0 turns it off. Quiet
     /// interactive clients are closed too.
-    #[arg(long, value_name = "SECS", default_value_t = IdleTimeout::DEFAULT)]
+    #[arg(long, value_name = "SECS", default_value_t = IdleTimeout::DEFAULT,
+          value_parser = handoff::parse_idle_timeout)]
     pub idle_timeout: IdleTimeout,
 }
 
@@ -204,7 +210,8 @@ pub struct ChatServerArgs {
 
     /// Seconds a client may stay silent before it is forgotten (announced as
     /// `left`); 0 keeps clients until they send END.
-    #[arg(long, value_name = "SECS", default_value = "300")]
+    #[arg(long, value_name = "SECS", default_value = "300",
+          value_parser = handoff::parse_idle_timeout)]
     pub idle_timeout: IdleTimeout,
 
     /// Append the log to this file instead of standard error.
@@ -212,7 +219,7 @@ pub struct ChatServerArgs {
     pub log_file: Option<PathBuf>,
 
     /// Least severe level written to the log.
-    #[arg(long, value_name = "LEVEL", value_enum, default_value_t = Level::Info)]
+    #[arg(long, value_name = "LEVEL", value_parser = log::level_parser(), default_value_t = Level::Info)]
     pub log_level: Level,
 }
 

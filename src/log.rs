@@ -14,9 +14,12 @@
 //! descriptor number, so everything holding that number (the spawner) writes
 //! to the new file from then on.
 //!
-//! Line shape: `2026-11-21T22:16:24.123Z INFO master[4242]: message`.
+//! Line shape: `2026-11-21T22:16:24.123Z INFO master[4242]: message`,
+//! formatted by `mpecho_handoff::format_line`, the one definition the
+//! worker executable formats its lines with too (timestamp, level labels,
+//! escaping, the 4000-byte cap).
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::fs::OpenOptions;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -26,53 +29,18 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+pub use mpecho_handoff::Level;
+use mpecho_handoff::{MAX_LINE, format_line};
+
 use crate::handoff::FIRST_FREE_FD;
 use crate::sys;
 
-/// Severity, from the most to the least important.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, clap::ValueEnum)]
-pub enum Level {
-    Error,
-    Warn,
-    Info,
-    Debug,
-    Trace,
-}
-
-impl Level {
-    /// The name as written in a log line.
-    pub fn label(self) -> &'static str {
-        match self {
-            Level::Error => "ERROR",
-            Level::Warn => "WARN",
-            Level::Info => "INFO",
-            Level::Debug => "DEBUG",
-            Level::Trace => "TRACE",
-        }
-    }
-
-    /// The lower-case name used on the command line (`--log-level info`).
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Error => "error",
-            Level::Warn => "warn",
-            Level::Info => "info",
-            Level::Debug => "debug",
-            Level::Trace => "trace",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Level> {
-        [
-            Level::Error,
-            Level::Warn,
-            Level::Info,
-            Level::Debug,
-            Level::Trace,
-        ]
-        .into_iter()
-        .find(|level| level.name() == name)
-    }
+/// `--log-level`'s parser for clap: one of the levels' names (listed in
+/// `--help` and the manual).
+pub fn level_parser() -> impl TypedValueParser<Value = Level> {
+    PossibleValuesParser::new(Level::ALL.map(Level::name))
+        .try_map(|name| Level::from_name(&name).ok_or("not a log level"))
 }
 
 /// Where lines go.
@@ -203,10 +171,6 @@ pub struct Logger {
 
 static LOGGER: OnceLock<Logger> = OnceLock::new();
 
-/// Longest line written, newline included. Below `PIPE_BUF` (4096), so a
-/// line sent to a pipe (stderr under a supervisor) is still written whole.
-const MAX_LINE: usize = 4000;
-
 /// Sets up this process's logger; later calls are ignored (a process has
 /// one identity and one sink for its whole life).
 pub fn init(sink: Sink, max_level: Level, component: &'static str) {
@@ -245,91 +209,19 @@ pub fn write(level: Level, args: fmt::Arguments<'_>) {
     if level > logger.max_level {
         return;
     }
-    let line = format_line(SystemTime::now(), level, logger.component, logger.pid, args);
-    logger.sink.write_line(line.as_bytes());
-}
-
-fn format_line(
-    now: SystemTime,
-    level: Level,
-    component: &str,
-    pid: u32,
-    args: fmt::Arguments<'_>,
-) -> String {
-    let mut line = String::with_capacity(128);
-    push_timestamp(&mut line, now);
-    let _ = write!(line, " {} {component}[{pid}]: ", level.label());
-    let message = fmt::format(args);
-    push_escaped_text(&mut line, &message);
-    if line.len() > MAX_LINE - 1 {
-        let mut cut = MAX_LINE - 1 - "...".len();
-        while !line.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        line.truncate(cut);
-        line.push_str("...");
-    }
-    line.push('\n');
-    line
-}
-
-/// Appends `text` with every control character (newline included) written
-/// as `\xNN`, so a message is always exactly one line.
-fn push_escaped_text(out: &mut String, text: &str) {
-    for c in text.chars() {
-        if c.is_control() {
-            let _ = write!(out, "\\x{:02x}", c as u32);
-        } else {
-            out.push(c);
-        }
-    }
-}
-
-/// Renders client bytes for a log message: printable ASCII as itself,
-/// backslash as `\\`, everything else as `\xNN`.
-pub fn escape_bytes(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len());
-    for &b in bytes {
-        match b {
-            b'\\' => out.push_str("\\\\"),
-            0x20..=0x7e => out.push(b as char),
-            _ => {
-                let _ = write!(out, "\\x{b:02x}");
-            }
-        }
-    }
-    out
-}
-
-/// RFC 3339 UTC with milliseconds: `2026-11-21T22:16:24.123Z`.
-fn push_timestamp(out: &mut String, now: SystemTime) {
-    let since_epoch = now.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days((secs / 86_400) as i64);
-    let rem = secs % 86_400;
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60,
-        since_epoch.subsec_millis()
+    let since_epoch = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default();
+    let mut buf = [0u8; MAX_LINE];
+    let line = format_line(
+        &mut buf,
+        since_epoch,
+        level,
+        logger.component,
+        logger.pid,
+        args,
     );
-}
-
-/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's
-/// `civil_from_days`), so the log needs no date library.
-fn civil_from_days(days: i64) -> (i64, u32, u32) {
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year, month, day)
+    logger.sink.write_line(line);
 }
 
 macro_rules! error {
@@ -344,55 +236,4 @@ macro_rules! info {
 macro_rules! debug {
     ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Debug, format_args!($($arg)*)) };
 }
-macro_rules! trace {
-    ($($arg:tt)*) => { $crate::log::write($crate::log::Level::Trace, format_args!($($arg)*)) };
-}
-pub(crate) use {debug, error, info, trace, warning};
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use std::time::Duration;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_millis() {
-        let t = UNIX_EPOCH + Duration::from_millis(1_763_763_384_123);
-        let mut s = String::new();
-        push_timestamp(&mut s, t);
-        assert_eq!(s, "2025-11-21T22:16:24.123Z");
-        let mut leap = String::new();
-        push_timestamp(&mut leap, UNIX_EPOCH + Duration::from_secs(951_782_400));
-        assert_eq!(leap, "2000-02-29T00:00:00.000Z");
-    }
-
-    #[test]
-    fn a_message_cannot_break_out_of_its_line() {
-        let line = format_line(
-            UNIX_EPOCH,
-            Level::Info,
-            "worker",
-            7,
-            format_args!(
-                "got {}",
-                "a\n1970-01-01T00:00:00.000Z ERROR master[1]: forged\r"
-            ),
-        );
-        assert_eq!(
-            line,
-            "1970-01-01T00:00:00.000Z INFO worker[7]: got a\\x0a1970-01-01T00:00:00.000Z ERROR master[1]: forged\\x0d\n"
-        );
-    }
-
-    #[test]
-    fn long_messages_are_cut_to_one_pipe_atomic_line() {
-        let long = "x".repeat(10_000);
-        let line = format_line(UNIX_EPOCH, Level::Info, "m", 1, format_args!("{long}"));
-        assert_eq!(line.len(), MAX_LINE);
-        assert!(line.ends_with("...\n"));
-    }
-
-    #[test]
-    fn client_bytes_are_escaped() {
-        assert_eq!(escape_bytes(b"ok \\ \0\xff\n"), "ok \\\\ \\x00\\xff\\x0a");
-    }
-}
+pub(crate) use {debug, error, info, warning};

@@ -8,18 +8,10 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
 
 use crate::sys;
 
-/// The address as people expect to read it: an IPv4 client reaching a
-/// dual-stack (`[::]`) listener arrives as `::ffff:a.b.c.d`, and is shown
-/// (and later counted) as the plain IPv4 address it really is.
-pub fn display_addr(addr: SocketAddr) -> SocketAddr {
-    match addr.ip() {
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => SocketAddr::new(IpAddr::V4(v4), addr.port()),
-            None => addr,
-        },
-        IpAddr::V4(_) => addr,
-    }
-}
+/// How an address is shown (IPv4-mapped IPv6 as IPv4): one definition,
+/// shared with the worker executable, whose `peer=` must match the
+/// master's.
+pub use mpecho_handoff::display_addr;
 
 /// The addresses of `host` (a name or an IP literal) at `port`, as a
 /// sentence-ready error when there are none.
@@ -69,17 +61,4 @@ pub fn announce_listening(addr: SocketAddr) -> io::Result<()> {
     let mut out = io::stdout().lock();
     writeln!(out, "listening on {addr}")?;
     out.flush()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn mapped_ipv6_is_shown_as_ipv4() {
-        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
-        assert_eq!(display_addr(mapped).to_string(), "127.0.0.1:5000");
-        let v6: SocketAddr = "[::1]:5000".parse().unwrap();
-        assert_eq!(display_addr(v6).to_string(), "[::1]:5000");
-    }
 }

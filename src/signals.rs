@@ -1,23 +1,16 @@
-//! Signal flags shared by the master and the worker.
+//! Signal flags for the master and the chat relay.
 //!
 //! The handler installed here stores `true` into the flag of the signal that
 //! arrived. It never reaps, logs, allocates or touches a table (DESIGN §3).
-//! Two ways to wake the sleeping loop:
-//! - [`Signals`]: the handled signals stay blocked except while the process
-//!   sleeps in [`Signals::wait`] or [`Signals::wait_epoll`]
-//!   (`ppoll`/`epoll_pwait` with the old mask), so a signal can only arrive
-//!   where the caller is about to look at the flags anyway (the master, the
-//!   chat relay);
-//! - [`wake_socket_on`]: for a process that sleeps in a blocking read or
-//!   write on one socket (the worker), the handler also shuts that socket
-//!   down, the async-signal-safe equivalent of writing to a self-pipe: the
-//!   blocked call returns at once, and so does any later one, so the signal
-//!   cannot slip in between checking the flag and going to sleep.
+//! The handled signals stay blocked except while the process sleeps in
+//! [`Signals::wait`] or [`Signals::wait_epoll`] (`ppoll`/`epoll_pwait` with
+//! the old mask), so a signal can only arrive where the caller is about to
+//! look at the flags anyway. (The worker executable has its own SIGTERM
+//! handler, which also shuts its socket down: `worker/src/sigterm.rs`.)
 
 use std::ffi::c_int;
 use std::io;
-use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::sys::{self, SignalSet};
@@ -33,28 +26,8 @@ extern "C" fn record_signal(sig: c_int) {
     }
 }
 
-/// The socket [`wake_socket_on`] shuts down; -1 until one is installed.
-static WAKE_SOCKET: AtomicI32 = AtomicI32::new(-1);
-
-extern "C" fn record_signal_and_wake(sig: c_int) {
-    record_signal(sig);
-    let fd = WAKE_SOCKET.load(Ordering::Relaxed);
-    if fd >= 0 {
-        sys::shutdown_socket(fd);
-    }
-}
-
-/// Installs `sig`'s handler for a process that sleeps in blocking calls on
-/// `socket`: it records the flag and shuts the socket down (see the module
-/// comment). The signal is not blocked; check [`take`] whenever a call on
-/// the socket ends early.
-pub fn wake_socket_on(sig: c_int, socket: RawFd) -> io::Result<()> {
-    WAKE_SOCKET.store(socket, Ordering::Relaxed);
-    sys::install_handler(sig, record_signal_and_wake, &SignalSet::of(&[sig]))
-}
-
 /// Whether `sig` arrived since the last call, clearing the flag.
-pub fn take(sig: c_int) -> bool {
+fn take(sig: c_int) -> bool {
     usize::try_from(sig)
         .ok()
         .and_then(|i| PENDING.get(i))

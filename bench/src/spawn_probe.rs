@@ -26,7 +26,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use mpecho::sys::{self, CpuTime, ExitKind, SpawnTemplate, Usage, pid_t};
+use mpecho::sys::{self, Argv, CpuTime, ExitKind, SpawnTemplate, Usage, pid_t};
 
 use crate::report::Json;
 use crate::scenario::NAME;
@@ -117,25 +117,23 @@ fn run_rounds(duration: Duration) -> Result<Vec<Round>, ProbeError> {
         return Err(ProbeError::Unavailable);
     }
     let program = TempProgram::write(PROGRAM)?;
+    let spawn_error = |error| ProbeError::Spawn {
+        path: program.path.clone(),
+        error,
+    };
+    // Opened once and exec'd through the descriptor, as the master runs
+    // its worker executable.
     let mut template = SpawnTemplate::new(
-        sys::c_string(program.path.as_os_str().as_encoded_bytes()).map_err(|error| {
-            ProbeError::Spawn {
-                path: program.path.clone(),
-                error,
-            }
-        })?,
-        vec![
-            sys::c_string("mpecho-spawn-probe").map_err(|error| ProbeError::Spawn {
-                path: program.path.clone(),
-                error,
-            })?,
-        ],
+        sys::open_executable(&program.path, 3).map_err(spawn_error)?,
         Vec::new(),
         Vec::new(),
     );
+    let argv = Argv::new(vec![
+        sys::c_string("mpecho-spawn-probe").map_err(spawn_error)?,
+    ]);
     IN_FLIGHT
         .iter()
-        .map(|&in_flight| round(&mut template, &program.path, in_flight, duration))
+        .map(|&in_flight| round(&mut template, &argv, &program.path, in_flight, duration))
         .collect()
 }
 
@@ -144,6 +142,7 @@ fn run_rounds(duration: Duration) -> Result<Vec<Round>, ProbeError> {
 /// they all do the same nothing, so the oldest is the next to end.
 fn round(
     template: &mut SpawnTemplate,
+    argv: &Argv,
     path: &Path,
     in_flight: usize,
     duration: Duration,
@@ -159,7 +158,7 @@ fn round(
     };
     loop {
         while children.len() < in_flight && Instant::now() < end {
-            match template.spawn(&[], &[]) {
+            match template.spawn(argv, &[], &[]) {
                 Ok(pid) => children.push_back(pid),
                 Err(error) => {
                     reap_all(&mut children);

@@ -4,6 +4,7 @@
 //!
 //! This module only converts; it opens, checks and starts nothing.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::ServeArgs;
@@ -22,9 +23,12 @@ pub struct Config {
     pub worker: WorkerSettings,
 }
 
-/// What every worker is told on its command line (see `handoff.rs`).
+/// The worker executable, and what every worker is told on its command
+/// line (see `handoff.rs`).
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
+    /// `--worker`; `None`: `mpecho-worker` beside the running executable.
+    pub executable: Option<PathBuf>,
     pub log_level: Level,
     pub idle_timeout: IdleTimeout,
 }
@@ -40,6 +44,7 @@ impl Config {
             monitor_interval: Duration::from_secs(args.monitor_interval),
             grace: Duration::from_secs(args.grace),
             worker: WorkerSettings {
+                executable: args.worker.clone(),
                 log_level: args.log_level,
                 idle_timeout: args.idle_timeout,
             },

@@ -8,6 +8,7 @@ use crate::log::OpenLogError;
 use crate::systemd::ActivationError;
 
 use super::privileges::PrivilegeError;
+use super::worker_exe::WorkerExeError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
@@ -19,8 +20,10 @@ pub enum ServeError {
     InheritedFds(io::Error),
     #[error("could not install signal handlers: {0}")]
     Signals(io::Error),
-    #[error("could not prepare the worker command line: {0}")]
-    Spawner(io::Error),
+    /// The worker executable is missing, not executable, or not this
+    /// build's (checked once at boot, never per connection).
+    #[error(transparent)]
+    Spawner(WorkerExeError),
     #[error("could not read the listening address: {0}")]
     LocalAddr(io::Error),
     #[error("could not write the `listening on` line to standard output: {0}")]

@@ -26,6 +26,7 @@ mod reload;
 mod shutdown;
 mod spawn;
 mod throttle;
+mod worker_exe;
 mod workers;
 
 use std::net::TcpListener;

@@ -1,7 +1,7 @@
-//! Starting a worker: re-executing our own program as `mpecho worker` with
-//! the client on descriptor 3 and (when logging to a file) the log on 4, as
-//! `handoff.rs` defines; then watching it through a pidfd and entering it in
-//! the workers table.
+//! Starting a worker: executing `mpecho-worker`, opened and checked once
+//! at boot (`worker_exe.rs`), with the client on descriptor 3 and (when
+//! logging to a file) the log on 4, as `handoff.rs` defines; then watching
+//! it through a pidfd and entering it in the workers table.
 //!
 //! The argument vector and environment are built once at boot, so a spawn
 //! allocates little but the kernel's work. `sys::SpawnTemplate` uses a
@@ -19,17 +19,13 @@ use std::time::Instant;
 use crate::handoff::{self, CLIENT_FD, FIRST_FREE_FD, LOG_FD, WorkerArgs};
 use crate::log::{Level, debug, info};
 use crate::net::display_addr;
-use crate::sys::{self, SpawnTemplate, pid_t};
+use crate::sys::{self, Argv, SpawnTemplate, pid_t};
 
 use super::config::WorkerSettings;
 use super::event_loop::Master;
 use super::throttle::Kind;
+use super::worker_exe::{self, WorkerExeError};
 use super::workers::Worker;
-
-/// `/proc/self/exe` rather than the path we were started from: if the binary
-/// is replaced on disk while the server runs (an upgrade, a `cargo build`),
-/// workers keep running the same code as their master.
-const SELF_EXE: &str = "/proc/self/exe";
 
 /// Pidfds are kept at or above this number (or a quarter of the
 /// descriptor limit, if that is lower), clear of the low descriptors
@@ -41,14 +37,16 @@ const PIDFD_BASE: i32 = 1024;
 
 pub struct Spawner {
     template: SpawnTemplate,
+    argv: Argv,
     log_fd: Option<BorrowedFd<'static>>,
     /// Where pidfds are placed (see PIDFD_BASE).
     pidfd_base: i32,
 }
 
 impl Spawner {
-    /// Prepares the worker's command line for the process's log (`log_fd`
-    /// is the log file, `None` when logging to the inherited stderr).
+    /// Opens and checks the worker executable (see `worker_exe.rs`) and
+    /// prepares its command line for the process's log (`log_fd` is the
+    /// log file, `None` when logging to the inherited stderr).
     ///
     /// `reset_signals` are the signals the master handles or ignores, which
     /// the worker must start with at their defaults.
@@ -56,17 +54,20 @@ impl Spawner {
         log_fd: Option<BorrowedFd<'static>>,
         settings: &WorkerSettings,
         reset_signals: Vec<libc::c_int>,
-    ) -> io::Result<Spawner> {
-        let argv = WorkerArgs {
+    ) -> Result<Spawner, WorkerExeError> {
+        let argv = handoff::worker_argv(&WorkerArgs {
             log_level: settings.log_level,
             log_fd: log_fd.map(|_| LOG_FD),
             idle_timeout: settings.idle_timeout,
-        }
-        .argv()?;
-        let envp = handoff::inherited_env();
-        let template = SpawnTemplate::new(sys::c_string(SELF_EXE)?, argv, envp, reset_signals);
+        })
+        .map_err(WorkerExeError::Argv)?;
+        let path = worker_exe::locate(settings.executable.as_deref())?;
+        let program = worker_exe::open(&path)?;
+        let mut template = SpawnTemplate::new(program, handoff::inherited_env(), reset_signals);
+        worker_exe::check(&mut template, &path)?;
         Ok(Spawner {
             template,
+            argv: Argv::new(argv),
             log_fd,
             pidfd_base: pidfd_base(),
         })
@@ -88,10 +89,13 @@ impl Spawner {
         };
         let env = handoff::connection_env(peer, display_addr(client.local_addr()?))?;
         match self.log_fd {
-            Some(log) => self
+            Some(log) => {
+                self.template
+                    .spawn(&self.argv, &[(client_fd, CLIENT_FD), (log, LOG_FD)], &env)
+            }
+            None => self
                 .template
-                .spawn(&[(client_fd, CLIENT_FD), (log, LOG_FD)], &env),
-            None => self.template.spawn(&[(client_fd, CLIENT_FD)], &env),
+                .spawn(&self.argv, &[(client_fd, CLIENT_FD)], &env),
         }
     }
 }

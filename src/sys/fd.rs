@@ -8,7 +8,9 @@
 //! which descriptors a process needs: callers do.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 use super::check;
 
@@ -109,4 +111,23 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: as above.
     check(unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
     Ok(())
+}
+
+/// Opens `path` as a program to execute later through the descriptor
+/// (`O_PATH|O_CLOEXEC`: no read or write access is asked for, so this
+/// works on a file that is only executable), moved to `min` or above.
+///
+/// The descriptor names the file, not the path: what `spawn` later runs
+/// is this very file, even after the path is renamed over or deleted.
+pub fn open_executable(path: &Path, min: RawFd) -> io::Result<OwnedFd> {
+    let path = super::c_string(path.as_os_str().as_bytes())?;
+    // SAFETY: a NUL-terminated path; open returns a new descriptor owned
+    // by no one else (or -1).
+    let fd = check(unsafe { libc::open(path.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) })?;
+    // SAFETY: just created by open, owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    if fd.as_raw_fd() >= min {
+        return Ok(fd);
+    }
+    dup_at_least(fd.as_fd(), min)
 }

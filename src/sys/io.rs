@@ -3,11 +3,10 @@
 //! log's one-write-per-line rule and readiness-driven readers rely on it.
 //!
 //! Never buffers, never retries anything but EINTR, never takes ownership
-//! of a descriptor it is given. `shutdown_socket` is async-signal-safe and
-//! must stay so: a signal handler calls it.
+//! of a descriptor it is given.
 
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd};
 
 use super::retry_eintr;
 
@@ -45,14 +44,4 @@ pub fn write_all_unbuffered(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
         }
     }
     Ok(())
-}
-
-/// Shuts socket `fd` down in both directions; errors are ignored.
-///
-/// Async-signal-safe (shutdown(2) is on the POSIX list): a signal handler
-/// uses it to wake a process blocked in a read or write on that socket.
-pub fn shutdown_socket(fd: RawFd) {
-    // SAFETY: shutdown only changes the state of the socket behind `fd`; on
-    // a descriptor that is not a socket it fails harmlessly (ENOTSOCK).
-    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }

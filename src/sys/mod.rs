@@ -5,13 +5,12 @@
 //!
 //! Split by concern:
 //! - `fd.rs`: descriptors (adopting inherited ones, the standard three,
-//!   close-on-exec, duplicating, flags);
-//! - `io.rs`: unbuffered reads and writes, one system call per attempt, and
-//!   the socket shutdown a signal handler may call;
-//! - `spawn.rs`: starting a program with a vfork-style clone and exec
-//!   (`SpawnTemplate`) and the C strings it takes;
+//!   close-on-exec, duplicating, flags, a program opened to be run);
+//! - `io.rs`: unbuffered reads and writes, one system call per attempt;
+//! - `spawn.rs`: starting a program opened once with a vfork-style clone
+//!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
-//!   own name, user and environment;
+//!   own user and environment;
 //! - `reap.rs`: reaping children and decoding how they ended (`ExitKind`);
 //! - `events.rs`: sleeping until a descriptor is ready or a signal arrives
 //!   (`Epoll` with `epoll_pwait` for the master, `ppoll` for the chat);
@@ -47,25 +46,24 @@ mod spawn;
 pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, wait_for_events};
 pub use fd::{
-    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds, replace_fd,
-    set_nonblocking,
+    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
+    open_executable, replace_fd, set_nonblocking,
 };
-pub use io::{read_once, shutdown_socket, write_all_unbuffered, write_once};
+pub use io::{read_once, write_all_unbuffered, write_once};
 pub use libc::pid_t;
 pub use limits::{
     CpuTime, Limit, Resource, Usage, cpu_time, get_limit, raise_soft_limit_to_hard, set_soft_limit,
 };
 pub use names::resolve_hosts_with_files_and_dns;
 pub use process::{
-    Forked, become_user, effective_uid, fork, pidfd_open, pidfd_send_signal, send_signal,
-    set_process_name, unset_env,
+    Forked, become_user, effective_uid, fork, pidfd_open, pidfd_send_signal, send_signal, unset_env,
 };
 pub use reap::{ExitKind, reap_child, reap_one_child, reap_pidfd};
 pub use signals::{
     Disposition, SignalSet, block_signals, install_handler, set_disposition, set_signal_mask,
     signal_name,
 };
-pub use spawn::{SpawnTemplate, c_string};
+pub use spawn::{Argv, SpawnTemplate, c_string};
 
 /// A libc return type in which `-1` means "failed, the reason is in errno":
 /// `int`, `ssize_t` (read, write) and `long` (`syscall`).

@@ -1,12 +1,11 @@
 //! Processes other than by spawning: `fork` (for the chat client), pidfds,
-//! signals to one process, and this process's own name, user and
-//! environment.
+//! signals to one process, and this process's own user and environment.
 //!
 //! Never signals a process group or every process (a pid of 0 or less),
 //! never forks a multi-threaded process, and never decides whom to signal
 //! or when.
 
-use std::ffi::{CStr, c_int, c_ulong};
+use std::ffi::c_int;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::ptr;
@@ -73,31 +72,6 @@ pub fn send_signal(pid: pid_t, sig: c_int) -> io::Result<()> {
     check(unsafe { libc::kill(pid, sig) }).map(drop)
 }
 
-/// Names the calling process `name` in `ps`, `top` and `pgrep` (the kernel's
-/// `comm`, cut to 15 bytes).
-///
-/// Workers are started by exec'ing `/proc/self/exe`, so the kernel names
-/// them after that file, `exe`, and an operator looking for `mpecho` in
-/// `top` or with `pgrep mpecho` would not find them: this is for a worker
-/// to call first thing. `PR_SET_NAME` names the calling thread, which in a
-/// single-threaded process is the process.
-pub fn set_process_name(name: &CStr) -> io::Result<()> {
-    // SAFETY: `name` is NUL-terminated and outlives the call; the kernel
-    // copies at most 15 bytes from it, stopping at the NUL, and changes
-    // nothing but this thread's name. The unused arguments are passed as
-    // zeros because prctl reads all four as unsigned longs.
-    check(unsafe {
-        libc::prctl(
-            libc::PR_SET_NAME,
-            name.as_ptr() as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-            0 as c_ulong,
-        )
-    })
-    .map(drop)
-}
-
 /// Removes each of `names` from this process's environment, so that no
 /// program it starts later, and no code that reads the environment later,
 /// sees them (what sd_listen_fds(3) and sd_notify(3) do when asked to
@@ -143,23 +117,4 @@ pub fn become_user(uid: u32, gid: u32, groups: &[u32]) -> io::Result<()> {
         ));
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The name set is the one `ps` and `pgrep` read, cut to 15 bytes. The
-    /// test harness runs each test on a thread of its own, so only that
-    /// thread is renamed.
-    #[test]
-    fn set_process_name_sets_the_comm_that_ps_reads() {
-        set_process_name(c"mpecho").unwrap();
-        let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
-        assert_eq!(comm, "mpecho\n");
-
-        set_process_name(c"mpecho-0123456789").unwrap();
-        let comm = std::fs::read_to_string("/proc/thread-self/comm").unwrap();
-        assert_eq!(comm, "mpecho-01234567\n");
-    }
 }

@@ -1,6 +1,7 @@
 //! Starting a program: a vfork-style `clone` whose child sets up
-//! descriptors, process group and signals, then execs (`SpawnTemplate`),
-//! and the C strings such a program takes.
+//! descriptors, process group and signals, then execs the program through
+//! a descriptor opened once (`execveat(fd, "", …, AT_EMPTY_PATH)`:
+//! `SpawnTemplate`), and the argument vectors and C strings it takes.
 //!
 //! The child runs in the parent's memory, on a stack the template owns,
 //! while the parent is suspended. Between clone and exec it must never
@@ -10,7 +11,7 @@
 
 use std::ffi::{CString, c_char, c_int};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
 use std::sync::atomic::{AtomicI32, Ordering};
 
@@ -21,14 +22,38 @@ use libc::pid_t;
 /// Size of the stack the child of `spawn` runs on until it execs.
 const SPAWN_STACK_SIZE: usize = 64 * 1024;
 
-/// What `spawn` needs: the program, its argument vector and environment
-/// (prepared once, so a spawn allocates only the array of environment
-/// pointers that adds the per-spawn variables), the signals to reset, and
-/// the stack the short-lived child runs on.
+/// An argument vector, with the NULL-terminated array of pointers that
+/// `execve` takes prepared once.
+pub struct Argv {
+    strings: Vec<CString>,
+    ptrs: Vec<*const c_char>,
+}
+
+impl Argv {
+    pub fn new(strings: Vec<CString>) -> Argv {
+        debug_assert!(!strings.is_empty(), "argv names the program");
+        let ptrs = null_terminated(&strings);
+        Argv { strings, ptrs }
+    }
+
+    pub fn strings(&self) -> &[CString] {
+        &self.strings
+    }
+}
+
+/// What `spawn` needs besides the argument vector (an [`Argv`], prepared
+/// once by the caller): the program (a descriptor opened with
+/// `sys::open_executable`), its environment (prepared once, so a spawn
+/// allocates only the array of environment pointers that adds the
+/// per-spawn variables), the signals to reset, and the stack the
+/// short-lived child runs on.
+///
+/// Why a descriptor and not a path: what runs is the file opened, whatever
+/// happens to the path afterwards (a package upgrade renaming a new file
+/// over it, or deleting it), so every program started is the one that was
+/// checked when the descriptor was opened.
 pub struct SpawnTemplate {
-    program: CString,
-    argv: Vec<CString>,
-    argv_ptrs: Vec<*const c_char>,
+    program: OwnedFd,
     envp: Vec<CString>,
     reset_signals: Vec<c_int>,
     /// u128 elements keep the stack 16-byte aligned, as the ABI requires.
@@ -39,24 +64,16 @@ impl SpawnTemplate {
     /// `reset_signals` are set back to their default disposition in the
     /// child: ignored signals survive exec, and a worker must start with
     /// defaults (DESIGN §3).
-    pub fn new(
-        program: CString,
-        argv: Vec<CString>,
-        envp: Vec<CString>,
-        reset_signals: Vec<c_int>,
-    ) -> Self {
-        let argv_ptrs = null_terminated(&argv);
+    pub fn new(program: OwnedFd, envp: Vec<CString>, reset_signals: Vec<c_int>) -> Self {
         SpawnTemplate {
             program,
-            argv,
-            argv_ptrs,
             envp,
             reset_signals,
             stack: vec![0u128; SPAWN_STACK_SIZE / 16].into_boxed_slice(),
         }
     }
 
-    /// Starts the program with `dup2(from, to)` applied for each pair in
+    /// Starts the program with `argv`, `dup2(from, to)` applied for each pair in
     /// `fd_map` (in order), `extra_env` added to the template's environment,
     /// an empty signal mask, default dispositions for `reset_signals`, and
     /// its own process group (so that a Ctrl-C aimed at the terminal's
@@ -78,9 +95,15 @@ impl SpawnTemplate {
     /// signals we changed, where glibc resets all 64 one by one.
     pub fn spawn(
         &mut self,
+        argv: &Argv,
         fd_map: &[(BorrowedFd<'_>, RawFd)],
         extra_env: &[CString],
     ) -> io::Result<pid_t> {
+        let program = self.program.as_raw_fd();
+        debug_assert!(
+            fd_map.iter().all(|&(_, to)| to != program),
+            "the program's descriptor collides with a target number"
+        );
         debug_assert!(
             fd_map
                 .iter()
@@ -103,23 +126,26 @@ impl SpawnTemplate {
             .map(|s| s.as_ptr())
             .chain(std::iter::once(ptr::null()))
             .collect();
+        // The program's descriptor must survive the unsharing too; it is
+        // opened at boot, so normally below the clients' anyway.
         let keep_below = raw_map
             .iter()
             .map(|&(from, _)| from)
+            .chain([program])
             .max()
             .unwrap_or(2)
             .max(2)
             + 1;
         let child = ChildSetup {
-            program: self.program.as_ptr(),
-            argv: self.argv_ptrs.as_ptr(),
+            program,
+            argv: argv.ptrs.as_ptr(),
             envp: envp.as_ptr(),
             fd_map: raw_map,
             keep_below: keep_below as libc::c_uint,
             reset_signals: &self.reset_signals,
             error: AtomicI32::new(0),
         };
-        debug_assert!(!self.argv.is_empty(), "argv names the program");
+        debug_assert!(!argv.strings.is_empty(), "argv names the program");
 
         // No handler of ours may run in the child, which shares our memory
         // until it execs: block everything around the clone (the child sets
@@ -168,7 +194,8 @@ fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
 
 /// Everything the child of `spawn` reads, prepared by the parent.
 struct ChildSetup<'a> {
-    program: *const c_char,
+    /// An `O_PATH` descriptor of the program, close-on-exec.
+    program: RawFd,
     argv: *const *const c_char,
     envp: *const *const c_char,
     fd_map: &'a [(RawFd, RawFd)],
@@ -236,7 +263,17 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> c_int {
         if libc::sigprocmask(libc::SIG_SETMASK, &empty.0, ptr::null_mut()) != 0 {
             return fail();
         }
-        libc::execve(setup.program, setup.argv, setup.envp);
+        // AT_EMPTY_PATH: the file the descriptor names, not a path. Its
+        // close-on-exec flag only matters to scripts (their interpreter
+        // could not reopen it); programs run fine.
+        libc::syscall(
+            libc::SYS_execveat,
+            setup.program,
+            c"".as_ptr(),
+            setup.argv,
+            setup.envp,
+            libc::AT_EMPTY_PATH,
+        );
     }
     fail()
 }

@@ -11,10 +11,10 @@
 //!   binding one, after checking that it is a listening TCP socket; the
 //!   other sockets passed are closed, and the variables are removed from
 //!   the environment;
-//! - `mpecho worker` ([`connection_passed`]): under an `Accept=yes` unit
-//!   the connection itself is on descriptor 3 with `LISTEN_FDS=1`, the same
-//!   hand-over the master gives a worker. The worker reads two variables
-//!   and nothing else (DESIGN §11), and leaves them set: it execs nothing.
+//! - `mpecho-worker`, under an `Accept=yes` unit: the connection itself
+//!   is on descriptor 3 with `LISTEN_FDS=1`, the same hand-over the master
+//!   gives a worker. The worker reads `LISTEN_PID` and `LISTEN_FDS` with
+//!   `mpecho_handoff::passed_count`, the code [`parse`] starts with.
 //!
 //! This module owns the parsing, the choice and the check. It never binds,
 //! never logs (the master's log is not open yet when it runs: the caller
@@ -26,6 +26,8 @@ use std::os::fd::{AsFd, OwnedFd, RawFd};
 
 use socket2::{Domain, Protocol, Socket, Type};
 
+use mpecho_handoff::{VarsError, passed_count};
+
 use crate::handoff::FIRST_FREE_FD;
 use crate::sys;
 
@@ -35,24 +37,14 @@ pub const FIRST_PASSED_FD: RawFd = 3;
 /// The variables of the protocol, removed once read.
 pub const LISTEN_VARS: [&str; 3] = ["LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"];
 
-/// Descriptors a service manager can pass at most: far more than anyone
-/// does, and a bound on a garbled `LISTEN_FDS` before a loop over it.
-const MAX_PASSED: usize = 4096;
-
 /// What went wrong with the sockets passed in: each message names the
 /// variable or descriptor at fault and what to change.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
 pub enum ActivationError {
-    #[error(
-        "LISTEN_PID={0:?} is not a process id: the socket-activation variables are garbled \
-         (start mpecho from a .socket unit, or with no LISTEN_* variable set)"
-    )]
+    // The two texts the worker says too: written once, in mpecho-handoff.
+    #[error("{}", VarsError::BadPid(.0))]
     BadPid(String),
-    #[error(
-        "LISTEN_FDS={0:?} is not a number of descriptors (1 to {MAX_PASSED}): the \
-         socket-activation variables are garbled (start mpecho from a .socket unit, or with \
-         no LISTEN_* variable set)"
-    )]
+    #[error("{}", VarsError::BadCount(.0))]
     BadCount(String),
     #[error(
         "LISTEN_FDNAMES={names:?} names {named} descriptors but LISTEN_FDS={count}: give \
@@ -83,11 +75,6 @@ pub enum ActivationError {
         fd: RawFd,
         what: Found,
     },
-    #[error(
-        "LISTEN_FDS={0}: mpecho worker serves exactly one connection, on descriptor 3 (a \
-         .socket unit for it needs Accept=yes, which passes one connection per instance)"
-    )]
-    NotOneConnection(usize),
     #[error("could not take the socket passed on descriptor {fd}: {reason}")]
     Adopt { fd: RawFd, reason: String },
 }
@@ -140,24 +127,14 @@ pub fn parse(
     names: Option<&str>,
     own_pid: u32,
 ) -> Result<Option<Passed>, ActivationError> {
-    let Some(pid) = pid else { return Ok(None) };
-    let pid: u32 = pid
-        .parse()
-        .map_err(|_| ActivationError::BadPid(pid.to_string()))?;
-    let Some(count_text) = count else {
-        return Ok(None);
+    let count = match passed_count(pid, count, own_pid) {
+        Ok(Some(count)) => count,
+        Ok(None) => return Ok(None),
+        Err(VarsError::BadPid(pid)) => return Err(ActivationError::BadPid(pid.to_string())),
+        Err(VarsError::BadCount(count)) => {
+            return Err(ActivationError::BadCount(count.to_string()));
+        }
     };
-    if pid != own_pid {
-        return Ok(None);
-    }
-    let count: usize = count_text
-        .parse()
-        .ok()
-        .filter(|&n| n <= MAX_PASSED)
-        .ok_or_else(|| ActivationError::BadCount(count_text.to_string()))?;
-    if count == 0 {
-        return Ok(None);
-    }
     let names: Vec<String> = match names {
         None => Vec::new(),
         Some(list) => {
@@ -300,31 +277,6 @@ fn check_listening_tcp(fd: OwnedFd) -> Result<TcpListener, Found> {
         Ok(true) => Ok(TcpListener::from(socket)),
         Ok(false) => Err(Found::Connection),
         Err(e) => Err(Found::Other(format!("a TCP socket of unknown state ({e})"))),
-    }
-}
-
-/// For `mpecho worker`: whether a service manager passed this process one
-/// connection (`LISTEN_FDS=1` for our pid, as an `Accept=yes` unit does).
-/// Anything else passed to us is an error the worker explains; variables
-/// meant for another process are not ours to judge.
-pub fn connection_passed() -> Result<bool, ActivationError> {
-    let pid = std::env::var_os("LISTEN_PID");
-    let count = std::env::var_os("LISTEN_FDS");
-    let (pid, count) = match (pid, count) {
-        (Some(pid), Some(count)) => (pid, count),
-        // The common case, a worker of the master's: nothing to read.
-        _ => return Ok(false),
-    };
-    let passed = parse(
-        Some(&pid.to_string_lossy()),
-        Some(&count.to_string_lossy()),
-        None,
-        std::process::id(),
-    )?;
-    match passed {
-        None => Ok(false),
-        Some(Passed { count: 1, .. }) => Ok(true),
-        Some(Passed { count, .. }) => Err(ActivationError::NotOneConnection(count)),
     }
 }
 

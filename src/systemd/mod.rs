@@ -2,8 +2,8 @@
 //! both ways, in plain Rust and without libsystemd:
 //! - `activation.rs`: sockets passed in (`LISTEN_PID`, `LISTEN_FDS`,
 //!   `LISTEN_FDNAMES`): the listening socket `mpecho serve` serves instead
-//!   of binding one, or the one connection an `Accept=yes` unit hands to
-//!   `mpecho worker`;
+//!   of binding one (the one connection an `Accept=yes` unit hands to
+//!   `mpecho-worker` is read there, with `mpecho_handoff::passed_count`);
 //! - `notify.rs`: news sent out (`NOTIFY_SOCKET`): readiness, status,
 //!   reloading, stopping, and the watchdog's keep-alive.
 //!

@@ -9,6 +9,9 @@
 //! `MPECHO_BIN` overrides that (to run the benches against another build,
 //! for a before/after comparison).
 //!
+//! The worker executable is found beside whichever mpecho that is
+//! ([`worker_bin`]), as `mpecho serve` finds it.
+//!
 //! Never fall back to `PATH`: a test must not silently run some other
 //! installed mpecho.
 
@@ -54,4 +57,17 @@ pub fn mpecho_bin() -> &'static Path {
         }),
         None => binary("mpecho"),
     })
+}
+
+/// The worker executable the mpecho under test runs: `mpecho-worker` beside
+/// [`mpecho_bin`] (where `mpecho serve` looks for it).
+pub fn worker_bin() -> PathBuf {
+    let path = mpecho_bin().with_file_name("mpecho-worker");
+    assert!(
+        path.is_file(),
+        "there is no mpecho-worker beside {}: `cargo build --workspace` (or a plain `cargo \
+         build` at the root) builds both",
+        mpecho_bin().display()
+    );
+    path
 }

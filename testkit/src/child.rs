@@ -7,6 +7,8 @@
 //! reaped on drop if it is still running, also when the test fails.
 
 use std::io::{Read, Write};
+use std::os::fd::RawFd;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
@@ -147,4 +149,28 @@ pub fn setpriv_available() -> bool {
     ["/usr/bin/setpriv", "/bin/setpriv", "/usr/sbin/setpriv"]
         .iter()
         .any(|p| Path::new(p).exists())
+}
+
+/// Makes `command` start with descriptor `fd` of this process on its
+/// descriptor 3, where a worker finds its client (`fd` must stay open
+/// until the command has started).
+pub fn pass_as_descriptor_3(command: &mut Command, fd: RawFd) {
+    // SAFETY: between fork and exec the closure only calls dup2 and fcntl,
+    // which are async-signal-safe; `fd` stays open in the parent (the
+    // caller's promise) and only the child's descriptor table is changed.
+    unsafe {
+        command.pre_exec(move || {
+            let ok = if fd == 3 {
+                // dup2(3, 3) would keep close-on-exec: clear it instead.
+                libc::fcntl(3, libc::F_SETFD, 0) != -1
+            } else {
+                libc::dup2(fd, 3) != -1
+            };
+            if ok {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+    }
 }

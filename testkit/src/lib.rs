@@ -37,8 +37,10 @@ pub mod replay;
 pub mod server;
 pub mod wait;
 
-pub use bin::{MPECHO_BIN, binary, mpecho_bin};
-pub use child::{ChildGuard, Collected, run_binary, run_mpecho, setpriv_available};
+pub use bin::{MPECHO_BIN, binary, mpecho_bin, worker_bin};
+pub use child::{
+    ChildGuard, Collected, pass_as_descriptor_3, run_binary, run_mpecho, setpriv_available,
+};
 pub use cpu::{CpuMeter, CpuShare, assert_cpu_bounded};
 pub use leftovers::{Leftovers, Reaped, Subreaper, reap_adopted};
 pub use log::{

@@ -76,11 +76,13 @@ pub fn process_exists(pid: i32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
 }
 
-/// Whether `pid` runs an mpecho worker (`mpecho worker …`), which a pid
-/// reused by some other process does not.
+/// Whether `pid` runs an mpecho worker, which a pid reused by some other
+/// process does not: `mpecho-worker …`, or `mpecho worker …` for a build
+/// from before the worker executable (`MPECHO_BIN` may name one).
 pub fn is_worker_process(pid: i32) -> bool {
-    std::fs::read(format!("/proc/{pid}/cmdline"))
-        .is_ok_and(|cmdline| cmdline.starts_with(b"mpecho\0worker\0"))
+    std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|cmdline| {
+        cmdline.starts_with(b"mpecho-worker\0") || cmdline.starts_with(b"mpecho\0worker\0")
+    })
 }
 
 /// Processes (zombies included) whose process group is `pgid`.

@@ -52,6 +52,9 @@ pub struct ServerOptions {
     /// ADDR`, which passes the listening socket); empty by default. It must
     /// exec, not fork: the pid started is the server's.
     pub wrapper: Vec<String>,
+    /// The mpecho executable to run instead of `mpecho_bin()` (a copy in a
+    /// directory of the test's own, with its worker beside it).
+    pub binary: Option<PathBuf>,
 }
 
 impl Default for ServerOptions {
@@ -64,6 +67,7 @@ impl Default for ServerOptions {
             own_process_group: true,
             env: Vec::new(),
             wrapper: Vec::new(),
+            binary: None,
         }
     }
 }
@@ -101,17 +105,21 @@ impl Server {
         if let Some(path) = &log_path {
             args.extend(["--log-file".to_string(), path.display().to_string()]);
         }
+        let binary = options
+            .binary
+            .clone()
+            .unwrap_or_else(|| mpecho_bin().to_path_buf());
         let mut command = match &options.shell_prefix {
             None if !options.wrapper.is_empty() => {
                 let mut c = Command::new(&options.wrapper[0]);
                 c.args(&options.wrapper[1..])
-                    .arg(mpecho_bin())
+                    .arg(&binary)
                     .arg(options.subcommand)
                     .args(&args);
                 c
             }
             None => {
-                let mut c = Command::new(mpecho_bin());
+                let mut c = Command::new(&binary);
                 c.arg(options.subcommand).args(&args);
                 c
             }
@@ -122,7 +130,7 @@ impl Server {
                         "{prefix} exec \"$0\" {} \"$@\"",
                         options.subcommand
                     ))
-                    .arg(mpecho_bin())
+                    .arg(&binary)
                     .args(&args);
                 c
             }
@@ -135,13 +143,9 @@ impl Server {
         if options.own_process_group {
             command.process_group(0);
         }
-        let mut child = command.spawn().unwrap_or_else(|e| {
-            panic!(
-                "start `{} {}`: {e}",
-                mpecho_bin().display(),
-                options.subcommand
-            )
-        });
+        let mut child = command
+            .spawn()
+            .unwrap_or_else(|e| panic!("start `{} {}`: {e}", binary.display(), options.subcommand));
         let pid = child.id() as i32;
 
         let stderr = Collected::from_pipe(child.stderr.take().expect("stderr is piped"));

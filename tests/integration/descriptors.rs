@@ -1,12 +1,13 @@
 //! Descriptors and process identity: each connection is served by its own
-//! re-executed `mpecho worker`, with the client on fd 3 and no descriptor of
-//! the master's (listener, pipes, inherited strays) besides 0-2 and the log.
+//! `mpecho-worker`, the executable the master opened at start, with the
+//! client on fd 3 and no descriptor of the master's (listener, pipes, the
+//! worker executable, inherited strays) besides 0-2 and the log.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use mpecho_testkit::{Server, ServerOptions, mpecho_bin, open_fds, text};
+use mpecho_testkit::{Server, ServerOptions, open_fds, text, worker_bin};
 
 /// Where descriptor `fd` of process `pid` points (`socket:[INODE]` for a
 /// socket).
@@ -45,37 +46,52 @@ fn assert_holds_only_std_streams_client_and_log_file(server: &Server, worker: i3
     );
 }
 
-/// Workers go by the server's name: `pgrep -x mpecho` (which matches the
-/// command name, as `ps -C` and `top` show it) finds every worker, not a
-/// nameless `exe` left by exec'ing /proc/self/exe.
+/// Workers go by the worker executable's name: `pgrep -x mpecho-worker`
+/// (which matches the command name, as `ps -C` and `top` show it) finds
+/// every worker, not a nameless descriptor number left by exec'ing
+/// through a descriptor; `pgrep -x mpecho` finds the master alone.
 #[test]
-fn workers_are_named_mpecho_for_ps_top_and_pgrep() {
+fn workers_are_named_mpecho_worker_for_ps_top_and_pgrep() {
     let server = Server::start(&[]);
     let (_a, first) = server.connect_served_worker();
     let (_b, second) = server.connect_served_worker();
     for worker in [first, second] {
         let comm = std::fs::read_to_string(format!("/proc/{worker}/comm"))
             .expect("read the worker's command name");
-        assert_eq!(comm, "mpecho\n", "worker {worker}'s command name");
+        assert_eq!(comm, "mpecho-worker\n", "worker {worker}'s command name");
     }
-    let output = std::process::Command::new("pgrep")
-        .args(["-x", "-P", &server.pid.to_string(), "mpecho"])
-        .output()
-        .expect("run pgrep (procps)");
-    let mut found: Vec<i32> = text(&output.stdout)
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect();
-    found.sort_unstable();
+    let pgrep = |name: &str| -> Vec<i32> {
+        let output = std::process::Command::new("pgrep")
+            .args(["-x", "-P", &server.pid.to_string(), name])
+            .output()
+            .expect("run pgrep (procps)");
+        let mut found: Vec<i32> = text(&output.stdout)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        found.sort_unstable();
+        found
+    };
     let mut expected = vec![first, second];
     expected.sort_unstable();
-    assert_eq!(found, expected, "pgrep -x -P MASTER mpecho");
+    assert_eq!(
+        pgrep("mpecho-worker"),
+        expected,
+        "pgrep -x -P MASTER mpecho-worker"
+    );
+    assert_eq!(
+        pgrep("mpecho"),
+        Vec::<i32>::new(),
+        "pgrep -x -P MASTER mpecho"
+    );
 }
 
-/// A worker is the mpecho executable itself, re-executed as `mpecho worker`,
-/// and its fd 3 is the very TCP connection of the client it serves.
+/// A worker is `mpecho-worker`, the file beside mpecho that the master
+/// opened, started as `mpecho-worker --log-level=… --idle-timeout=…
+/// --log-fd=4`, and its fd 3 is the very TCP connection of the client it
+/// serves.
 #[test]
-fn worker_is_mpecho_reexecuted_with_the_client_on_fd_3() {
+fn worker_is_the_worker_executable_with_the_client_on_fd_3() {
     let server = Server::start(&[]);
     let (client, worker) = server.connect_served_worker();
     assert_eq!(
@@ -85,19 +101,20 @@ fn worker_is_mpecho_reexecuted_with_the_client_on_fd_3() {
     );
 
     let cmdline = std::fs::read(format!("/proc/{worker}/cmdline")).expect("read the cmdline");
-    assert!(
-        cmdline.starts_with(b"mpecho\0worker\0"),
+    assert_eq!(
+        cmdline,
+        b"mpecho-worker\0--log-level=info\0--idle-timeout=300\0--log-fd=4\0",
         "worker command line is {:?}",
         String::from_utf8_lossy(&cmdline)
     );
 
     let exe = std::fs::metadata(format!("/proc/{worker}/exe")).expect("stat the worker's exe");
-    let bin = std::fs::metadata(mpecho_bin()).expect("stat the mpecho binary");
+    let bin = std::fs::metadata(worker_bin()).expect("stat the mpecho-worker binary");
     assert_eq!(
         (exe.dev(), exe.ino()),
         (bin.dev(), bin.ino()),
         "the worker runs a different executable than {}",
-        mpecho_bin().display()
+        worker_bin().display()
     );
 
     let target = fd_target(worker, 3);

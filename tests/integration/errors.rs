@@ -5,9 +5,12 @@
 use std::net::{TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use mpecho_testkit::{ChildGuard, mpecho_bin, process_group_members, run_mpecho, text};
+use mpecho_testkit::{
+    ChildGuard, mpecho_bin, pass_as_descriptor_3, process_group_members, run_mpecho, text,
+};
 
 /// Every serve option, as `--help` must list it.
 const SERVE_OPTIONS: [&str; 7] = [
@@ -22,7 +25,7 @@ const SERVE_OPTIONS: [&str; 7] = [
 
 /// Runs `command` in a process group of its own, with nothing on stdin, and
 /// returns its output and pid (also the group's id) once it has exited.
-fn run_in_own_group(mut command: Command) -> (Output, i32) {
+pub(crate) fn run_in_own_group(mut command: Command) -> (Output, i32) {
     command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -69,7 +72,12 @@ fn single_stderr_line(output: &Output) -> String {
 /// nothing on stdout (no `listening on` line) and leave no process behind;
 /// returns the stderr line.
 fn serve_refused_with(args: &[&str]) -> String {
-    let mut command = Command::new(mpecho_bin());
+    serve_refused_with_binary(mpecho_bin(), args)
+}
+
+/// `serve_refused_with`, for the mpecho executable at `binary`.
+pub(crate) fn serve_refused_with_binary(binary: &Path, args: &[&str]) -> String {
+    let mut command = Command::new(binary);
     command.arg("serve").args(args);
     let (output, pgid) = run_in_own_group(command);
     assert_eq!(
@@ -118,7 +126,7 @@ fn assert_usage_error(args: &[&str]) {
 
 /// A worker started by hand must explain that `mpecho serve` starts it, and
 /// exit with status 2.
-fn assert_worker_refuses(output: &Output, case: &str) {
+pub(crate) fn assert_worker_refuses(output: &Output, case: &str) {
     let stderr = text(&output.stderr);
     assert_eq!(
         output.status.code(),
@@ -221,25 +229,7 @@ fn worker_with_an_unconnected_socket_on_descriptor_3_explains_and_exits_2() {
     let fd = listener.as_raw_fd();
     let mut command = Command::new(mpecho_bin());
     command.arg("worker");
-    // SAFETY: between fork and exec the closure only calls dup2 and fcntl,
-    // which are async-signal-safe; `fd` stays open in the parent (the
-    // listener lives until the end of the test) and only the child's
-    // descriptor table is changed.
-    unsafe {
-        command.pre_exec(move || {
-            let ok = if fd == 3 {
-                // dup2(3, 3) would keep close-on-exec: clear it instead.
-                libc::fcntl(3, libc::F_SETFD, 0) != -1
-            } else {
-                libc::dup2(fd, 3) != -1
-            };
-            if ok {
-                Ok(())
-            } else {
-                Err(std::io::Error::last_os_error())
-            }
-        });
-    }
+    pass_as_descriptor_3(&mut command, fd);
     let (output, _) = run_in_own_group(command);
     assert_worker_refuses(&output, "a listening socket on descriptor 3");
     drop(listener);

@@ -23,3 +23,4 @@ mod reload;
 mod resources;
 mod shutdown;
 mod systemd;
+mod worker_executable;

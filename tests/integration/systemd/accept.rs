@@ -1,5 +1,7 @@
 //! Per-connection units (`Accept=yes`): the service manager accepts each
-//! connection itself and starts one `mpecho worker` for it, the connection
+//! connection itself and starts one worker for it (here through `mpecho
+//! worker`, which execs `mpecho-worker` in its place; the shipped unit runs
+//! `mpecho-worker` itself, `units.rs`), the connection
 //! on descriptor 3 with `LISTEN_FDS=1`, no master and no options. Here
 //! `systemd-socket-activate --accept` plays systemd: each client is echoed
 //! by a process of its own, whose lines go to stderr (the journal). A

@@ -1,6 +1,6 @@
 //! systemd, both ways (issue 9, part 2), with the real tools: sockets
 //! passed by `systemd-socket-activate` to `mpecho serve` (`activation.rs`)
-//! and, one connection per instance (`Accept=yes`), to `mpecho worker`
+//! and, one connection per instance (`Accept=yes`), to the worker
 //! (`accept.rs`); readiness, status, reload, stopping and the watchdog
 //! through a real `NOTIFY_SOCKET` listener (`notify.rs`); the shipped unit
 //! files checked by `systemd-analyze verify` and their command lines run
@@ -76,9 +76,20 @@ pub(crate) fn activate(
     listen: &[SocketAddr],
     args: &[&str],
 ) -> Command {
+    activate_program(tool, options, listen, mpecho_bin(), args)
+}
+
+/// The command `activator(…) PROGRAM ARGS`.
+pub(crate) fn activate_program(
+    tool: &str,
+    options: &[&str],
+    listen: &[SocketAddr],
+    program: &Path,
+    args: &[&str],
+) -> Command {
     let words = activator(tool, options, listen);
     let mut command = Command::new(&words[0]);
-    command.args(&words[1..]).arg(mpecho_bin()).args(args);
+    command.args(&words[1..]).arg(program).args(args);
     command
 }
 
@@ -106,7 +117,17 @@ pub(crate) fn run_poking(mut command: Command, mut poke: impl FnMut()) -> Output
 /// and reaped on drop), with its stderr (and its instances') collected:
 /// one `mpecho ARGS` process per connection, as `Accept=yes` starts.
 pub(crate) fn accepting(tool: &str, addr: SocketAddr, args: &[&str]) -> (ChildGuard, Collected) {
-    let mut command = activate(tool, &["--accept"], &[addr], args);
+    accepting_program(tool, addr, mpecho_bin(), args)
+}
+
+/// `accepting`, for another program than `mpecho` (`mpecho-worker`).
+pub(crate) fn accepting_program(
+    tool: &str,
+    addr: SocketAddr,
+    program: &Path,
+    args: &[&str],
+) -> (ChildGuard, Collected) {
+    let mut command = activate_program(tool, &["--accept"], &[addr], program, args);
     command
         .stdin(Stdio::null())
         .stdout(Stdio::null())

@@ -1,7 +1,7 @@
 //! The unit files shipped in `contrib/systemd/`: `systemd-analyze verify`
 //! accepts them (pid 1 need not be systemd: `--man=no --generators=no`, on
-//! copies whose ExecStart= names the binary under test, since verify checks
-//! that it exists), their numbers agree with each other and with mpecho's
+//! copies whose ExecStart= names the binaries under test, since verify
+//! checks that they exist), their numbers agree with each other and with mpecho's
 //! defaults, and their command lines really serve when given sockets the
 //! way their .socket units pass them.
 
@@ -10,9 +10,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use mpecho::cli::DEFAULT_LISTEN;
-use mpecho_testkit::{Server, ServerOptions, echo, mpecho_bin, text};
+use mpecho_testkit::{Server, ServerOptions, echo, mpecho_bin, text, worker_bin};
 
-use super::{accepting, activator, free_port, knock, loopback, socket_activate};
+use super::{accepting_program, activator, free_port, knock, loopback, socket_activate};
 
 /// The units as shipped.
 const UNITS: [&str; 4] = [
@@ -22,8 +22,9 @@ const UNITS: [&str; 4] = [
     "mpecho-accept@.service",
 ];
 
-/// Where the units name the binary.
-const INSTALLED_AT: &str = "/usr/local/bin/mpecho";
+/// Where the units find the binaries: `mpecho`, and `mpecho-worker` beside
+/// it (where `mpecho serve` looks for its worker).
+const INSTALLED_IN: &str = "/usr/local/bin/";
 
 fn contrib() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd")
@@ -44,13 +45,23 @@ fn setting(unit: &str, key: &str) -> String {
         .to_string()
 }
 
-/// The arguments after the binary in `unit`'s ExecStart=.
-fn exec_args(unit: &str) -> Vec<String> {
+/// The binary `unit`'s ExecStart= runs (its file name in `INSTALLED_IN`),
+/// and the arguments after it.
+fn exec_command(unit: &str) -> (String, Vec<String>) {
     let exec = setting(unit, "ExecStart");
-    let args = exec
-        .strip_prefix(INSTALLED_AT)
-        .unwrap_or_else(|| panic!("ExecStart={exec} does not run {INSTALLED_AT}"));
-    args.split_whitespace().map(str::to_string).collect()
+    let command = exec
+        .strip_prefix(INSTALLED_IN)
+        .unwrap_or_else(|| panic!("ExecStart={exec} does not run a binary in {INSTALLED_IN}"));
+    let mut words = command.split_whitespace().map(str::to_string);
+    let binary = words.next().unwrap_or_default();
+    (binary, words.collect())
+}
+
+/// The arguments after `mpecho` in `unit`'s ExecStart=.
+fn exec_args(unit: &str) -> Vec<String> {
+    let (binary, args) = exec_command(unit);
+    assert_eq!(binary, "mpecho", "the binary the unit runs");
+    args
 }
 
 /// The number after `option` in `args`.
@@ -82,11 +93,18 @@ fn shipped_units_pass_systemd_analyze_verify() {
         return;
     }
     let dir = tempfile::tempdir().expect("create a temporary directory");
-    let binary = mpecho_bin().display().to_string();
+    // Both binaries sit in one directory, as installed.
+    let binaries = format!(
+        "{}/",
+        mpecho_bin()
+            .parent()
+            .expect("the binary is in a directory")
+            .display()
+    );
     for name in UNITS {
         fs::write(
             dir.path().join(name),
-            unit(name).replace(INSTALLED_AT, &binary),
+            unit(name).replace(INSTALLED_IN, &binaries),
         )
         .unwrap_or_else(|e| panic!("copy {name}: {e}"));
     }
@@ -170,17 +188,21 @@ fn the_service_command_line_serves_a_passed_socket() {
 }
 
 /// mpecho-accept@.service's ExecStart= serves a connection passed the way
-/// mpecho-accept.socket passes it (`--accept`).
+/// mpecho-accept.socket passes it (`--accept`): it runs the worker
+/// executable itself, the one `mpecho serve` runs for its connections.
 #[test]
 fn the_accept_template_command_line_serves_a_connection() {
     let Some(tool) = socket_activate("the_accept_template_command_line_serves_a_connection") else {
         return;
     };
-    let args = exec_args(&unit("mpecho-accept@.service"));
-    assert_eq!(args[0], "worker");
+    let (binary, args) = exec_command(&unit("mpecho-accept@.service"));
+    assert_eq!(
+        binary, "mpecho-worker",
+        "the binary the accept template runs"
+    );
     let addr = free_port(loopback(1));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (_activator, stderr) = accepting(tool, addr, &args);
+    let (_activator, stderr) = accepting_program(tool, addr, &worker_bin(), &args);
     let mut client = knock(addr).join().expect("the client's thread");
     assert_eq!(echo(&mut client, b"instance\n"), b"instance\n");
     drop(client);
