@@ -42,7 +42,7 @@ mod reap;
 mod signals;
 mod spawn;
 
-pub use events::{Epoll, EpollEvent, wait_for_events};
+pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
 pub use fd::{
     adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds, replace_fd,
     set_nonblocking,
