@@ -58,7 +58,7 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let sink = Sink::for_option(args.log_file.as_deref())?;
     let listener = listener::bind(args.listen, args.backlog).map_err(|e| ServeError::Bind {
         addr: args.listen.to_string(),
-        reason: net::explain_bind_error(&e),
+        reason: net::explain_bind_error(&e, "--listen"),
     })?;
     log::init(sink, args.log_level, "master");
     capacity::raise_descriptor_limit();
