@@ -1,9 +1,10 @@
 //! The master: `mpecho serve`.
 //!
 //! Lifecycle (see LIFECYCLE.md beside this file):
-//! boot (`main` → `listener::bind`, log sink, `Master::boot`: signals,
-//! spawner, `listening on`) → serve (`Master::run`: `accept_batch` →
-//! `admission` → `start_worker` or `turn_away`; pidfd ready → `reap_worker`)
+//! boot (`main` → `listener::bind`, `metrics::bind`, log sink,
+//! `Master::boot`: signals, spawner, `listening on`) → serve (`Master::run`:
+//! `accept_batch` → `admission` → `start_worker` or `turn_away`; pidfd ready
+//! → `reap_worker`; a scrape → `serve_metrics`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
 //!
@@ -18,7 +19,9 @@ mod capacity;
 mod config;
 mod error;
 mod event_loop;
+mod lifetimes;
 pub mod listener;
+mod metrics;
 mod monitor;
 mod privileges;
 mod reap;
@@ -60,14 +63,28 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         addr: args.listen.to_string(),
         reason: net::explain_bind_error(&e, "--listen"),
     })?;
+    let metrics = args
+        .metrics
+        .map(|addr| {
+            metrics::bind(addr).map_err(|e| ServeError::BindMetrics {
+                addr: addr.to_string(),
+                reason: net::explain_bind_error(&e, "--metrics"),
+            })
+        })
+        .transpose()?;
     log::init(sink, args.log_level, "master");
     capacity::raise_descriptor_limit();
     privileges::drop_privileges(identity.as_ref())?;
     capacity::check(args.max_workers as usize);
-    run(listener, Config::from_args(&args))
+    run(listener, metrics, Config::from_args(&args))
 }
 
-/// Serves on an already-bound listener until shutdown completes.
-pub fn run(listener: TcpListener, config: Config) -> Result<(), ServeError> {
-    Master::boot(listener, config)?.run()
+/// Serves on an already-bound listener (and metrics listener, if any) until
+/// shutdown completes.
+pub fn run(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: Config,
+) -> Result<(), ServeError> {
+    Master::boot(listener, metrics, config)?.run()
 }
