@@ -15,6 +15,7 @@ mod idle_timeout;
 mod limits;
 mod logging;
 mod master_death;
+mod metrics;
 mod overload;
 mod pidfds;
 mod privileges;

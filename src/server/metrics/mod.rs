@@ -473,3 +473,103 @@ impl Master {
         self.metrics = Some(endpoint);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::thread;
+
+    use super::*;
+    use crate::sys::SignalSet;
+
+    /// More than loopback's socket buffers hold on both sides together
+    /// (a few MB each at most), so that writing it must wait for the reader.
+    const HUGE: usize = 32 << 20;
+
+    fn huge_body(out: &mut Vec<u8>, _: &Stats) {
+        out.resize(HUGE, b'#');
+    }
+
+    /// One turn of a loop: waits up to 10 ms, then hands every event to
+    /// the endpoint, as `Master::serve_metrics` does.
+    fn turn(endpoint: &mut Endpoint, epoll: &Epoll, now: Instant) {
+        let mut events = [EpollEvent { events: 0, u64: 0 }; 16];
+        let ready = epoll
+            .wait(
+                &mut events,
+                Some(Duration::from_millis(10)),
+                &SignalSet::of(&[]),
+            )
+            .expect("epoll_pwait");
+        for event in &events[..ready] {
+            endpoint.on_event(event.u64, epoll, now, &mut huge_body);
+        }
+    }
+
+    fn open() -> (Epoll, Endpoint, SocketAddr) {
+        let epoll = Epoll::new().expect("epoll");
+        let listener = bind("127.0.0.1:0".parse().expect("an address")).expect("bind");
+        let mut endpoint = Endpoint::open(listener, &epoll).expect("open the endpoint");
+        let addr = endpoint.local_addr().expect("its address");
+        (epoll, endpoint, addr)
+    }
+
+    fn phase(endpoint: &Endpoint) -> Option<(Phase, Interest)> {
+        let connection = endpoint.slots[0].connection.as_ref()?;
+        Some((connection.phase, connection.interest))
+    }
+
+    /// A client that stops reading a response too large for the socket
+    /// buffers leaves the connection waiting for room to write (never
+    /// blocking the loop) until the deadline closes it, counted as timed
+    /// out.
+    #[test]
+    fn a_reader_that_stalls_is_dropped_at_the_deadline() {
+        let (epoll, mut endpoint, addr) = open();
+        let mut client = TcpStream::connect(addr).expect("connect");
+        client
+            .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+            .expect("send the request");
+        let start = Instant::now();
+        while phase(&endpoint) != Some((Phase::Writing, Interest::Write)) {
+            assert!(start.elapsed() < Duration::from_secs(10), "no full socket");
+            turn(&mut endpoint, &epoll, start);
+        }
+        endpoint.on_tick(start + DEADLINE - Duration::from_millis(1), &epoll);
+        assert!(phase(&endpoint).is_some(), "closed before its deadline");
+        endpoint.on_tick(start + DEADLINE, &epoll);
+        assert!(phase(&endpoint).is_none(), "still open at its deadline");
+        assert_eq!(endpoint.stats.timed_out, 1);
+        assert_eq!(endpoint.next_deadline(), None);
+    }
+
+    /// The same response reaches a client that reads it: all of it, in as
+    /// many writes as the socket takes, then the end of the connection.
+    #[test]
+    fn a_response_larger_than_the_socket_buffers_goes_out_as_it_is_read() {
+        let (epoll, mut endpoint, addr) = open();
+        let reader = thread::spawn(move || {
+            let mut client = TcpStream::connect(addr).expect("connect");
+            client
+                .write_all(b"GET /metrics HTTP/1.1\r\n\r\n")
+                .expect("send the request");
+            let mut response = Vec::new();
+            client.read_to_end(&mut response).expect("read it all");
+            response
+        });
+        let start = Instant::now();
+        while !reader.is_finished() {
+            assert!(start.elapsed() < Duration::from_secs(30), "not delivered");
+            turn(&mut endpoint, &epoll, start);
+        }
+        let response = reader.join().expect("the reader");
+        let head = format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: {}\r\nContent-Length: {HUGE}\r\nConnection: close\r\n\r\n",
+            exposition::CONTENT_TYPE
+        );
+        assert_eq!(response.len(), head.len() + HUGE);
+        assert!(response.starts_with(head.as_bytes()));
+        assert_eq!(endpoint.stats.responses[Status::Ok.index()], 1);
+        assert_eq!(endpoint.stats.timed_out, 0);
+    }
+}
