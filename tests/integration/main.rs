@@ -23,3 +23,4 @@ mod reaping;
 mod reload;
 mod resources;
 mod shutdown;
+mod signals_under_load;
