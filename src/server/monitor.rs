@@ -135,10 +135,22 @@ pub fn rss_kb() -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// How many descriptors this process holds (not counting the one used to
-/// list them).
+/// How many descriptors this process holds (not counting one used to find
+/// out).
+///
+/// Linux 6.2 and later give the count as the size of /proc/self/fd: one
+/// `stat`, about 50 µs with 10,000 descriptors open (a pidfd per worker),
+/// where listing the directory takes 10–20 ms, all of it time the loop
+/// neither accepts nor reaps (a scrape took 10.7 ms with 10,000 workers
+/// held). Older kernels say 0 there, and the directory is listed.
 pub fn open_fds() -> Option<usize> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    const FDS: &str = "/proc/self/fd";
+    if let Ok(meta) = std::fs::metadata(FDS)
+        && meta.len() > 0
+    {
+        return usize::try_from(meta.len()).ok();
+    }
+    let entries = std::fs::read_dir(FDS).ok()?;
     Some(entries.count().saturating_sub(1))
 }
 
