@@ -6,7 +6,7 @@
 //! (DESIGN §11); it appears here only so that `--help` can mention it.
 
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -79,17 +79,32 @@ pub enum Command {
     /// printed (END or end of input leaves).
     Chat(ChatArgs),
     /// Internal: serve the client on descriptor 3 (started by `mpecho serve`,
-    /// never by hand).
+    /// or by systemd for an `Accept=yes` socket; never by hand).
     #[command(hide = true)]
     Worker,
 }
 
+/// Where `mpecho serve` listens when neither `--listen` nor a socket
+/// passed by systemd says otherwise.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::new(127, 0, 0, 1), 9190));
+
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a
-    /// free port, printed in the `listening on` line.
-    #[arg(short, long, value_name = "ADDR", default_value = "127.0.0.1:9190")]
-    pub listen: SocketAddr,
+    /// free port, printed in the `listening on` line [default:
+    /// 127.0.0.1:9190]. A socket passed by systemd (socket activation) wins
+    /// over it, with a log line saying so.
+    // An Option, not a default value, so that the server can tell an
+    // address given on purpose (and say it is ignored) from the default.
+    #[arg(short, long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Under socket activation, serve the passed socket of this name
+    /// (LISTEN_FDNAMES: FileDescriptorName= in the .socket unit) instead of
+    /// the first one.
+    #[arg(long, value_name = "NAME")]
+    pub listen_fd_name: Option<String>,
 
     /// Most workers (connections) served at once; a connection beyond it is
     /// accepted and closed at once, and counted as rejected.
@@ -143,7 +158,7 @@ pub struct ServeArgs {
     /// Seconds a connection may stay idle (the client neither sends nor
     /// reads anything) before its worker closes it; 0 turns it off. Quiet
     /// interactive clients are closed too.
-    #[arg(long, value_name = "SECS", default_value = "300")]
+    #[arg(long, value_name = "SECS", default_value_t = IdleTimeout::DEFAULT)]
     pub idle_timeout: IdleTimeout,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.

@@ -102,6 +102,10 @@ pub struct IdleTimeout(Option<Duration>);
 
 impl IdleTimeout {
     pub const OFF: IdleTimeout = IdleTimeout(None);
+    /// `mpecho serve`'s default, and a worker's when no master gives it
+    /// one (systemd's `Accept=yes`, or by hand): five minutes is long for an
+    /// echo client that is still there, short for a forgotten one.
+    pub const DEFAULT: IdleTimeout = IdleTimeout(Some(Duration::from_secs(300)));
 
     pub fn from_secs(secs: u64) -> IdleTimeout {
         IdleTimeout((secs > 0).then(|| Duration::from_secs(secs)))
@@ -159,12 +163,14 @@ impl WorkerArgs {
     }
 
     /// Reads the arguments after `worker` back, refusing anything the
-    /// master never writes.
+    /// master never writes. What is not given (a worker started by systemd
+    /// for an `Accept=yes` socket has no master to give it anything) is
+    /// `mpecho serve`'s default: level info, stderr, [`IdleTimeout::DEFAULT`].
     pub fn parse(args: &[OsString]) -> Result<WorkerArgs, String> {
         let mut parsed = WorkerArgs {
             log_level: Level::Info,
             log_fd: None,
-            idle_timeout: IdleTimeout::OFF,
+            idle_timeout: IdleTimeout::DEFAULT,
         };
         for arg in args {
             let arg = arg.to_str().ok_or("an option is not valid UTF-8")?;
@@ -253,6 +259,21 @@ mod tests {
             assert!(bad.parse::<IdleTimeout>().is_err(), "{bad:?} accepted");
         }
         assert!(WorkerArgs::parse(&[OsString::from("--verbose")]).is_err());
+    }
+
+    /// A worker no master started (systemd's `Accept=yes`) gets `serve`'s
+    /// defaults, not an idle timeout turned off.
+    #[test]
+    fn no_options_means_the_defaults_of_serve() {
+        assert_eq!(
+            WorkerArgs::parse(&[]),
+            Ok(WorkerArgs {
+                log_level: Level::Info,
+                log_fd: None,
+                idle_timeout: IdleTimeout::DEFAULT,
+            })
+        );
+        assert_eq!(IdleTimeout::DEFAULT.as_secs(), 300);
     }
 
     #[test]

@@ -14,4 +14,5 @@ pub mod net;
 pub mod server;
 pub mod signals;
 pub mod sys;
+pub mod systemd;
 pub mod worker;

@@ -2,7 +2,10 @@
 //! descriptor 3 until it leaves.
 //!
 //! `mpecho serve` starts it with the command line, descriptors and
-//! environment that `handoff.rs` defines (DESIGN §2). Its path to the first
+//! environment that `handoff.rs` defines (DESIGN §2). systemd can start it
+//! too, for a socket with `Accept=yes`: the connection on descriptor 3 with
+//! `LISTEN_FDS=1`, the same hand-over, no master and no options (so
+//! `serve`'s defaults, and the log on stderr: the journal). Its path to the first
 //! `read` is deliberately short: main.rs dispatches here before clap runs,
 //! the options are parsed by hand, and the only allocation is the echo
 //! buffer. It must never open a descriptor of its own (the master's tests
@@ -28,6 +31,7 @@ use crate::log::{self, Level, Sink, debug, info, trace, warning};
 use crate::net::display_addr;
 use crate::signals;
 use crate::sys;
+use crate::systemd::activation;
 
 /// Echo buffer. Large enough that a bulk transfer moves in few system calls,
 /// small enough that ten thousand idle workers cost little (DESIGN §11).
@@ -40,14 +44,25 @@ const TRACE_PREVIEW: usize = 64;
 pub fn main(args: &[OsString]) -> ExitCode {
     // Ignored on failure: a worker under another name still serves.
     let _ = sys::set_process_name(PROCESS_NAME);
+    // Two variables read, nothing else: the master's workers have neither.
+    let started_by = match activation::connection_passed() {
+        Ok(true) => StartedBy::SocketUnit,
+        Ok(false) => StartedBy::Master,
+        Err(e) => return usage_error(&e.to_string(), StartedBy::SocketUnit),
+    };
     let options = match WorkerArgs::parse(args) {
         Ok(options) => options,
-        Err(message) => return usage_error(&message),
+        Err(message) => return usage_error(&message, started_by),
     };
     let sink = match options.log_fd {
         Some(fd) => match sys::adopt_inherited_fd(fd) {
             Ok(fd) => Sink::Inherited(fd),
-            Err(e) => return usage_error(&format!("log descriptor {fd} is not open ({e})")),
+            Err(e) => {
+                return usage_error(
+                    &format!("log descriptor {fd} is not open ({e})"),
+                    started_by,
+                );
+            }
         },
         None => Sink::Stderr,
     };
@@ -62,9 +77,10 @@ pub fn main(args: &[OsString]) -> ExitCode {
             return WorkerExit::Done.into();
         }
         Err(e) => {
-            return usage_error(&format!(
-                "descriptor {CLIENT_FD} is not a connected TCP socket ({e})"
-            ));
+            return usage_error(
+                &format!("descriptor {CLIENT_FD} is not a connected TCP socket ({e})"),
+                started_by,
+            );
         }
     };
     if let Err(e) = signals::wake_socket_on(libc::SIGTERM, CLIENT_FD) {
@@ -87,12 +103,30 @@ pub fn main(args: &[OsString]) -> ExitCode {
     .serve(peer)
 }
 
-fn usage_error(problem: &str) -> ExitCode {
-    eprintln!(
-        "mpecho worker: {problem}.\n\
-         A worker serves one connection handed to it on descriptor {CLIENT_FD}; \
-         `mpecho serve` starts one for each client. To run the server, use `mpecho serve`."
-    );
+/// Who the environment says started this worker, for what it says when it
+/// cannot serve.
+#[derive(Clone, Copy)]
+enum StartedBy {
+    /// `mpecho serve` (or a person, by hand: nothing tells them apart).
+    Master,
+    /// systemd, for a socket unit (`LISTEN_FDS` and `LISTEN_PID` are ours).
+    SocketUnit,
+}
+
+fn usage_error(problem: &str, started_by: StartedBy) -> ExitCode {
+    match started_by {
+        StartedBy::Master => eprintln!(
+            "mpecho worker: {problem}.\n\
+             A worker serves one connection handed to it on descriptor {CLIENT_FD}; \
+             `mpecho serve` starts one for each client. To run the server, use `mpecho serve`."
+        ),
+        StartedBy::SocketUnit => eprintln!(
+            "mpecho worker: {problem}.\n\
+             Started by a socket unit, a worker needs Accept=yes there (systemd then passes \
+             each connection on descriptor {CLIENT_FD}); for a unit with Accept=no, run \
+             `mpecho serve`, which serves the listening socket itself."
+        ),
+    }
     WorkerExit::Usage.into()
 }
 

@@ -6,7 +6,9 @@
 //! loop. Every datagram from a known client is
 //! relayed, tagged, to every *other* known client as one datagram; nothing
 //! is ever sent back to its sender, truncated, or relayed from an address
-//! that looks like a reflection attack.
+//! that looks like a reflection attack. A service manager hears `READY=1`,
+//! `RELOADING=1` around SIGHUP, `STOPPING=1` and the watchdog's keep-alive,
+//! as from the echo master.
 
 use std::collections::HashMap;
 use std::io;
@@ -20,6 +22,7 @@ use crate::log::{self, OpenLogError, Sink, debug, info, warning};
 use crate::net::{self, display_addr};
 use crate::signals::Signals;
 use crate::sys;
+use crate::systemd::Notifier;
 
 use super::roster::Roster;
 use super::{JOINED, LEFT, MAX_DATAGRAM, SERVER_FULL, is_end, sender_tag};
@@ -87,11 +90,16 @@ fn serve(args: ChatServerArgs) -> Result<(), ChatServerError> {
         max_clients: args.max_clients as usize,
         idle_timeout: args.idle_timeout.duration(),
     };
-    run(socket, config)
+    run(socket, config, Notifier::from_env(Instant::now()))
 }
 
-/// Relays on an already-bound socket until SIGTERM or SIGINT.
-pub fn run(socket: UdpSocket, config: Config) -> Result<(), ChatServerError> {
+/// Relays on an already-bound socket until SIGTERM or SIGINT, telling
+/// `notifier` (a service manager, or `Notifier::disabled()`) how it goes.
+pub fn run(
+    socket: UdpSocket,
+    config: Config,
+    mut notifier: Notifier,
+) -> Result<(), ChatServerError> {
     socket
         .set_nonblocking(true)
         .map_err(ChatServerError::Socket)?;
@@ -107,12 +115,15 @@ pub fn run(socket: UdpSocket, config: Config) -> Result<(), ChatServerError> {
             .map_or_else(|| "off".to_string(), |t| format!("{}s", t.as_secs()))
     );
     net::announce_listening(addr).map_err(ChatServerError::Announce)?;
+    notifier.ready(format_args!("listening on {addr}"));
 
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     loop {
         let now = Instant::now();
-        let timeout = relay
-            .next_expiry()
+        let timeout = [relay.next_expiry(), notifier.next_watchdog()]
+            .into_iter()
+            .flatten()
+            .min()
             .map(|t| t.saturating_duration_since(now));
         let mut fds = [libc::pollfd {
             fd: relay.socket.as_raw_fd(),
@@ -127,10 +138,13 @@ pub fn run(socket: UdpSocket, config: Config) -> Result<(), ChatServerError> {
             .find(|&sig| signals.take(sig))
         {
             info!("shutting down ({} received)", sys::signal_name(sig));
+            notifier.stopping(format_args!("shutting down ({})", sys::signal_name(sig)));
             break;
         }
         if signals.take(libc::SIGHUP) {
+            notifier.reloading();
             log::reopen_on_sighup();
+            notifier.ready(format_args!("listening on {addr}"));
         }
         if signals.take(libc::SIGUSR1) {
             info!("figures {}", relay.figures());
@@ -138,7 +152,9 @@ pub fn run(socket: UdpSocket, config: Config) -> Result<(), ChatServerError> {
         if fds[0].revents != 0 {
             relay.receive_batch(&mut buf);
         }
-        relay.expire_idle(Instant::now());
+        let now = Instant::now();
+        relay.expire_idle(now);
+        notifier.on_tick(now);
     }
     info!("final figures {}", relay.figures());
     info!("exiting");

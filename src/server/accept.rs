@@ -6,9 +6,10 @@
 //! descriptor (an open `/dev/null`). When the process runs out of descriptors
 //! (EMFILE/ENFILE) the kernel keeps the pending connection in the backlog and
 //! the listener stays readable, so a naive loop spins at 100 % CPU while the
-//! client hangs. Instead we give up the spare, accept the waiting connection,
-//! close it at once (the client sees an orderly close), take the spare back,
-//! and pause accepting briefly. This module never blocks; whether a client
+//! client hangs. Instead we give up the spare, accept every connection
+//! waiting at that moment and close each at once (the clients see an
+//! orderly close, not a hang), take the spare back, and pause accepting
+//! briefly. This module never blocks; whether a client
 //! gets a worker is `admission.rs`'s answer, and starting one is
 //! `spawn.rs`'s job.
 
@@ -33,6 +34,12 @@ pub const ACCEPT_BATCH: usize = 64;
 /// only repeat (no descriptors, no memory, no processes).
 pub const BACKOFF: Duration = Duration::from_millis(100);
 
+/// Most waiting clients closed in one go while out of descriptors: the
+/// default `net.core.somaxconn`, so a full default backlog is emptied, yet
+/// clients arriving as fast as they are closed cannot hold the loop (each
+/// costs an accept and a close, about 10 µs).
+const SHED_LIMIT: usize = 4096;
+
 /// The result of one `accept` attempt, sorted by what the loop must do.
 pub enum Accept {
     /// A new client.
@@ -42,9 +49,10 @@ pub enum Accept {
     /// The connection died before we took it (ECONNABORTED, EPROTO, …):
     /// count it and go on.
     Aborted(io::Error),
-    /// Out of descriptors or kernel memory: the waiting client was turned
-    /// away (when the spare descriptor allowed it) and accepting must pause.
-    Exhausted { error: io::Error, shed: bool },
+    /// Out of descriptors or kernel memory: the clients waiting were turned
+    /// away (`shed` of them, when the spare descriptor allowed it) and
+    /// accepting must pause.
+    Exhausted { error: io::Error, shed: usize },
 }
 
 pub struct Acceptor {
@@ -81,10 +89,10 @@ impl Acceptor {
         }
         match error.raw_os_error() {
             Some(libc::EMFILE | libc::ENFILE) => {
-                let shed = self.shed_one_connection();
+                let shed = self.shed_waiting_connections();
                 Accept::Exhausted { error, shed }
             }
-            Some(libc::ENOBUFS | libc::ENOMEM) => Accept::Exhausted { error, shed: false },
+            Some(libc::ENOBUFS | libc::ENOMEM) => Accept::Exhausted { error, shed: 0 },
             // ECONNABORTED, EPROTO, EPERM (a firewall), EINTR and the
             // network errors accept(2) says to treat like EAGAIN: the
             // listener itself is fine.
@@ -92,12 +100,17 @@ impl Acceptor {
         }
     }
 
-    /// Uses the spare descriptor to accept and close one waiting client.
-    fn shed_one_connection(&mut self) -> bool {
+    /// Uses the spare descriptor to accept and close every client waiting
+    /// now (at most `SHED_LIMIT`): each accepted socket is closed at once,
+    /// which frees the number for the next. Returns how many were closed.
+    fn shed_waiting_connections(&mut self) -> usize {
         if self.spare.take().is_none() {
-            return false;
+            return 0;
         }
-        let shed = self.listener.accept().is_ok();
+        let mut shed = 0;
+        while shed < SHED_LIMIT && self.listener.accept().is_ok() {
+            shed += 1;
+        }
         self.spare = open_spare();
         shed
     }
@@ -132,11 +145,13 @@ impl Master {
                     );
                 }
                 Accept::Exhausted { error, shed } => {
-                    self.counters.accept_errors += 1;
-                    let what = if shed {
-                        "closed one waiting connection"
-                    } else {
-                        "could not close the waiting connection"
+                    // One error per client turned away (at least the one
+                    // whose accept failed).
+                    self.counters.accept_errors += shed.max(1) as u64;
+                    let what = match shed {
+                        0 => "could not close the waiting connections".to_string(),
+                        1 => "closed 1 waiting connection".to_string(),
+                        n => format!("closed {n} waiting connections"),
                     };
                     self.throttle.log(
                         Kind::AcceptError,

@@ -5,6 +5,7 @@
 use std::io;
 
 use crate::log::OpenLogError;
+use crate::systemd::ActivationError;
 
 use super::privileges::PrivilegeError;
 
@@ -32,4 +33,6 @@ pub enum ServeError {
     Epoll(io::Error),
     #[error(transparent)]
     Privileges(#[from] PrivilegeError),
+    #[error(transparent)]
+    Activation(#[from] ActivationError),
 }

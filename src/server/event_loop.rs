@@ -8,7 +8,9 @@
 //! shutdown and report requests, then accepts a bounded batch
 //! (`accept.rs`), then serves scrapes (`metrics/`), then runs the timers.
 //! Every decision about workers is taken here, in order, never in a signal
-//! handler.
+//! handler. The service manager hears about the rare events (ready,
+//! figures, reload, stopping, the watchdog's keep-alive) through
+//! `notifier`, one call each.
 //!
 //! Why pidfds in epoll rather than `waitpid(-1)` on SIGCHLD: `waitpid(-1)`
 //! scans every child in the kernel, so with 5,000 workers held each reap
@@ -22,6 +24,7 @@ use crate::log::{self, Level, error, info};
 use crate::net;
 use crate::signals::Signals;
 use crate::sys::{self, Epoll, EpollEvent, pid_t};
+use crate::systemd::Notifier;
 
 use super::accept::{Acceptor, BACKOFF};
 use super::config::Config;
@@ -73,16 +76,19 @@ pub struct Master {
     draining: Option<Draining>,
     started: Instant,
     started_at: SystemTime,
+    pub(super) notifier: Notifier,
 }
 
 impl Master {
     /// Installs signal handling, prepares spawning, starts watching the
     /// listener (and the metrics one, if given) and announces readiness
-    /// (`listening on ADDR` on stdout) once nothing can fail any more.
+    /// (`listening on ADDR` on stdout, then `READY=1` to the service
+    /// manager) once nothing can fail any more.
     pub fn boot(
         listener: TcpListener,
         metrics: Option<TcpListener>,
         config: Config,
+        notifier: Notifier,
     ) -> Result<Master, ServeError> {
         let signals = Signals::install(&HANDLED).map_err(ServeError::Signals)?;
         let epoll = Epoll::new().map_err(ServeError::Epoll)?;
@@ -117,6 +123,7 @@ impl Master {
             draining: None,
             started: now,
             started_at: SystemTime::now(),
+            notifier,
         };
         let admission = &master.config.admission;
         info!(
@@ -131,6 +138,7 @@ impl Master {
             info!("metrics on {addr}");
         }
         net::announce_listening(addr).map_err(ServeError::Announce)?;
+        master.notifier.ready(format_args!("listening on {addr}"));
         Ok(master)
     }
 
@@ -221,6 +229,7 @@ impl Master {
             self.throttle.next_flush(),
             self.draining.as_ref().and_then(Draining::deadline),
             self.metrics.as_ref().and_then(Endpoint::next_deadline),
+            self.notifier.next_watchdog(),
         ]
         .into_iter()
         .flatten()
@@ -253,8 +262,13 @@ impl Master {
             }
             None => {
                 // From now on the kernel refuses new connections, including
-                // any still waiting in the backlog.
+                // any still waiting in the backlog (a socket systemd passed
+                // stays open in systemd: they wait there for the next master).
                 self.listener.close();
+                let workers = self.workers.len();
+                self.notifier.stopping(format_args!(
+                    "shutting down ({name}): {workers} workers to finish"
+                ));
                 self.draining = Some(begin_shutdown(
                     &self.workers,
                     &format!("{name} received"),
@@ -266,8 +280,12 @@ impl Master {
 
     fn on_timers(&mut self, now: Instant) {
         self.throttle.flush(now);
+        self.notifier.on_tick(now);
         if self.monitor.is_due(now) {
-            info!("figures {}", self.snapshot().figures());
+            // Formatted once (it reads /proc): for the log and the status.
+            let figures = self.snapshot().figures().to_string();
+            info!("figures {figures}");
+            self.notifier.status(&figures);
         }
         if let Some(draining) = &mut self.draining {
             draining.on_tick(now, &self.workers);

@@ -1,10 +1,11 @@
 //! The master: `mpecho serve`.
 //!
 //! Lifecycle (see LIFECYCLE.md beside this file):
-//! boot (`main` → `listener::bind`, `metrics::bind`, log sink,
-//! `Master::boot`: signals, spawner, `listening on`) → serve (`Master::run`:
-//! `accept_batch` → `admission` → `start_worker` or `turn_away`; pidfd ready
-//! → `reap_worker`; a scrape → `serve_metrics`)
+//! boot (`main` → the socket systemd passed or `listener::bind`,
+//! `metrics::bind`, log sink, `Master::boot`: signals, spawner, `listening
+//! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → `admission` →
+//! `start_worker` or `turn_away`; pidfd ready → `reap_worker`; a scrape →
+//! `serve_metrics`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
 //!
@@ -33,11 +34,13 @@ mod workers;
 
 use std::net::TcpListener;
 use std::process::ExitCode;
+use std::time::Instant;
 
-use crate::cli::ServeArgs;
-use crate::log::{self, Sink};
+use crate::cli::{self, ServeArgs};
+use crate::log::{self, Sink, info};
 use crate::net;
 use crate::sys;
+use crate::systemd::{Activated, Notifier, activation};
 
 pub use admission::Admission;
 pub use config::{Config, WorkerSettings};
@@ -57,12 +60,26 @@ pub fn main(args: ServeArgs) -> ExitCode {
 
 fn serve(args: ServeArgs) -> Result<(), ServeError> {
     sys::close_inherited_fds_on_exec().map_err(ServeError::InheritedFds)?;
+    // Before anything opens a descriptor: passed sockets are on 3, 4, …
+    let activated = activation::take_listener(args.listen_fd_name.as_deref())?;
     let identity = privileges::resolve(args.user.as_deref(), args.group.as_deref())?;
     let sink = Sink::for_option(args.log_file.as_deref())?;
-    let listener = listener::bind(args.listen, args.backlog).map_err(|e| ServeError::Bind {
-        addr: args.listen.to_string(),
-        reason: net::explain_bind_error(&e, "--listen"),
-    })?;
+    let (listener, activated) = match activated {
+        Some(Activated {
+            listener,
+            fd,
+            name,
+            count,
+        }) => (listener, Some((fd, name, count))),
+        None => {
+            let addr = args.listen.unwrap_or(cli::DEFAULT_LISTEN);
+            let listener = listener::bind(addr, args.backlog).map_err(|e| ServeError::Bind {
+                addr: addr.to_string(),
+                reason: net::explain_bind_error(&e, "--listen"),
+            })?;
+            (listener, None)
+        }
+    };
     let metrics = args
         .metrics
         .map(|addr| {
@@ -73,18 +90,28 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         })
         .transpose()?;
     log::init(sink, args.log_level, "master");
+    if let Some((fd, name, count)) = activated {
+        let name = name.map_or_else(String::new, |n| format!(" named {n:?}"));
+        info!("serving the socket systemd passed on descriptor {fd}{name} (LISTEN_FDS={count})");
+        if let Some(addr) = args.listen {
+            info!("--listen {addr} ignored: the socket passed by systemd wins");
+        }
+    }
+    let notifier = Notifier::from_env(Instant::now());
     capacity::raise_descriptor_limit();
     privileges::drop_privileges(identity.as_ref())?;
     capacity::check(args.max_workers as usize);
-    run(listener, metrics, Config::from_args(&args))
+    run(listener, metrics, Config::from_args(&args), notifier)
 }
 
 /// Serves on an already-bound listener (and metrics listener, if any) until
-/// shutdown completes.
+/// shutdown completes, telling `notifier` (a service manager, or
+/// `Notifier::disabled()`) how it goes.
 pub fn run(
     listener: TcpListener,
     metrics: Option<TcpListener>,
     config: Config,
+    notifier: Notifier,
 ) -> Result<(), ServeError> {
-    Master::boot(listener, metrics, config)?.run()
+    Master::boot(listener, metrics, config, notifier)?.run()
 }

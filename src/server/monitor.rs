@@ -31,7 +31,8 @@ pub struct Counters {
     pub deferred: u64,
     /// Connections closed because no worker could be started.
     pub spawn_failures: u64,
-    /// `accept` calls that failed (aborted connections, no descriptors, …).
+    /// Connections lost at `accept`: aborted before they were taken, or
+    /// closed unserved while out of descriptors (one each).
     pub accept_errors: u64,
     /// Workers that exited with status 0.
     pub exited_ok: u64,

@@ -5,6 +5,9 @@
 //!
 //! A reload never stops the master, never drops a worker, and leaves
 //! everything as it was when a part of it fails (an ERROR line says why).
+//! The service manager is told `RELOADING=1` before and `READY=1` after
+//! (with the figures as status), so `systemctl reload` and
+//! `Type=notify-reload` see when it is done.
 //! Workers already running keep the log descriptor they were given: their
 //! last lines go to the old file.
 
@@ -14,6 +17,8 @@ use super::event_loop::Master;
 
 impl Master {
     pub(super) fn reload(&mut self) {
+        self.notifier.reloading();
         log::reopen_on_sighup();
+        self.notifier.ready(self.snapshot().figures());
     }
 }

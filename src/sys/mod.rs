@@ -11,12 +11,13 @@
 //! - `spawn.rs`: starting a program with a vfork-style clone and exec
 //!   (`SpawnTemplate`) and the C strings it takes;
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
-//!   own name and user;
+//!   own name, user and environment;
 //! - `reap.rs`: reaping children and decoding how they ended (`ExitKind`);
 //! - `events.rs`: sleeping until a descriptor is ready or a signal arrives
 //!   (`Epoll` with `epoll_pwait` for the master, `ppoll` for the chat);
 //! - `signals.rs`: signal sets, handlers, dispositions, masks, names;
 //! - `limits.rs`: resource limits and CPU time used;
+//! - `clock.rs`: the monotonic clock as a number (for a service manager);
 //! - `names.rs`: how host names are resolved in a static build.
 //!
 //! Callers see one flat namespace (`sys::NAME`), re-exported below; the
@@ -32,6 +33,7 @@
 
 use std::ffi::c_int;
 
+mod clock;
 mod events;
 mod fd;
 mod io;
@@ -42,6 +44,7 @@ mod reap;
 mod signals;
 mod spawn;
 
+pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
 pub use fd::{
     adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds, replace_fd,
@@ -55,7 +58,7 @@ pub use limits::{
 pub use names::resolve_hosts_with_files_and_dns;
 pub use process::{
     Forked, become_user, effective_uid, fork, pidfd_open, pidfd_send_signal, send_signal,
-    set_process_name,
+    set_process_name, unset_env,
 };
 pub use reap::{ExitKind, reap_child, reap_one_child, reap_pidfd};
 pub use signals::{

@@ -1,5 +1,6 @@
 //! Processes other than by spawning: `fork` (for the chat client), pidfds,
-//! signals to one process, and this process's own name and user.
+//! signals to one process, and this process's own name, user and
+//! environment.
 //!
 //! Never signals a process group or every process (a pid of 0 or less),
 //! never forks a multi-threaded process, and never decides whom to signal
@@ -95,6 +96,27 @@ pub fn set_process_name(name: &CStr) -> io::Result<()> {
         )
     })
     .map(drop)
+}
+
+/// Removes each of `names` from this process's environment, so that no
+/// program it starts later, and no code that reads the environment later,
+/// sees them (what sd_listen_fds(3) and sd_notify(3) do when asked to
+/// `unset_environment`).
+///
+/// Only for a single-threaded process, like `fork`: another thread reading
+/// the environment meanwhile could see it half changed.
+pub fn unset_env(names: &[&str]) {
+    debug_assert!(
+        std::fs::read_dir("/proc/self/task").map_or(true, |d| d.count() == 1),
+        "unset_env() called in a multi-threaded process"
+    );
+    for name in names {
+        // SAFETY: remove_var is unsafe only because another thread could
+        // read or change the environment at the same time; the process is
+        // single-threaded here (asserted above, and the callers run before
+        // anything could start a thread: the master and the relay never do).
+        unsafe { std::env::remove_var(name) };
+    }
 }
 
 pub fn effective_uid() -> u32 {

@@ -1,5 +1,7 @@
 //! Processes a test starts by hand rather than through `Server`: one-shot
-//! `mpecho` commands (`run_mpecho`) and any child held in a `ChildGuard`.
+//! `mpecho` commands (`run_mpecho`), any child held in a `ChildGuard`, and
+//! what a running child writes to a pipe, collected as it comes
+//! (`Collected`).
 //!
 //! Every process started here is bounded by `TIMEOUT` and killed and
 //! reaped on drop if it is still running, also when the test fails.
@@ -7,10 +9,11 @@
 use std::io::{Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 
 use crate::bin::mpecho_bin;
+use crate::log::line_with;
 use crate::process::send_signal;
 use crate::wait::{TIMEOUT, wait_for};
 
@@ -51,6 +54,50 @@ impl Drop for ChildGuard {
             let _ = self.0.kill();
             let _ = self.0.wait();
         }
+    }
+}
+
+/// The text a running child writes to a pipe (its stderr, say), read by a
+/// thread as it comes, so a test can wait for a line while the child runs
+/// and the child never blocks on a full pipe. The thread ends when the
+/// pipe closes (the child and whatever inherited the pipe have exited).
+#[derive(Clone, Default)]
+pub struct Collected(Arc<Mutex<String>>);
+
+impl Collected {
+    /// Starts collecting what `pipe` delivers.
+    pub fn from_pipe(mut pipe: impl Read + Send + 'static) -> Collected {
+        let collected = Collected::default();
+        let sink = collected.clone();
+        thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.0
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        collected
+    }
+
+    /// Everything collected so far.
+    pub fn text(&self) -> String {
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits (at most `TIMEOUT`) until the text has a line containing
+    /// every one of `needles`, and returns that line.
+    pub fn wait_for_line(&self, needles: &[&str]) -> String {
+        wait_for(&format!("a line with {needles:?}"), TIMEOUT, || {
+            line_with(&self.text(), needles)
+        })
     }
 }
 

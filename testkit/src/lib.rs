@@ -11,7 +11,8 @@
 //! - `bin.rs`: where the binaries are (`MPECHO_BIN` overrides);
 //! - `wait.rs`: `wait_for`, `TIMEOUT`;
 //! - `server.rs`: `Server`, `ServerOptions`;
-//! - `child.rs`: `ChildGuard`, `run_mpecho`/`run_binary`, other processes started by hand;
+//! - `child.rs`: `ChildGuard`, `run_mpecho`/`run_binary`, other processes
+//!   started by hand, `Collected` (a pipe read as it comes);
 //! - `net.rs`: clients: connect, echo, how a connection ended;
 //! - `process.rs`: /proc: pids, children, states, descriptors, pidfds,
 //!   groups, credentials, limits, environment, CPU ticks;
@@ -37,7 +38,7 @@ pub mod server;
 pub mod wait;
 
 pub use bin::{MPECHO_BIN, binary, mpecho_bin};
-pub use child::{ChildGuard, run_binary, run_mpecho, setpriv_available};
+pub use child::{ChildGuard, Collected, run_binary, run_mpecho, setpriv_available};
 pub use cpu::{CpuMeter, CpuShare, assert_cpu_bounded};
 pub use leftovers::{Leftovers, Reaped, Subreaper, reap_adopted};
 pub use log::{
@@ -46,7 +47,8 @@ pub use log::{
     suppressed_total, without_stamp, worker_pids_in,
 };
 pub use net::{
-    assert_connection_ended, connect_from, connect_to, echo, stall_worker_writing, text,
+    assert_connection_ended, connect_from, connect_to, connect_when_listening, echo,
+    stall_worker_writing, text,
 };
 pub use process::{
     RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,

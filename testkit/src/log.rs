@@ -22,6 +22,13 @@ pub fn count_lines(log: &str, needle: &str) -> usize {
     log.lines().filter(|l| l.contains(needle)).count()
 }
 
+/// The first line of `text` that contains every one of `needles`.
+pub(crate) fn line_with(text: &str, needles: &[&str]) -> Option<String> {
+    text.lines()
+        .find(|line| needles.iter().all(|n| line.contains(n)))
+        .map(str::to_string)
+}
+
 /// `log` up to its last newline: without a line still being written.
 pub(crate) fn whole_lines(log: &str) -> &str {
     &log[..log.rfind('\n').map_or(0, |i| i + 1)]

@@ -16,6 +16,16 @@ pub fn connect_to(addr: SocketAddr) -> TcpStream {
     with_timeouts(stream)
 }
 
+/// A client of `addr` connected as soon as something listens there
+/// (within `TIMEOUT`), with read and write timeouts: for a listener that
+/// another program is about to open (`systemd-socket-activate`).
+pub fn connect_when_listening(addr: SocketAddr) -> TcpStream {
+    let stream = wait_for(&format!("something to listen on {addr}"), TIMEOUT, || {
+        TcpStream::connect(addr).ok()
+    });
+    with_timeouts(stream)
+}
+
 /// A client connected to `addr` from `local_ip` (bound before connecting,
 /// any port), with read and write timeouts as `connect_to`: a second
 /// loopback address (127.0.0.2, …) is a different client address.

@@ -8,17 +8,18 @@
 //! here sleeps a fixed time: every wait polls the log or /proc with a
 //! deadline.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpStream};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex, PoisonError, mpsc};
+use std::sync::mpsc;
 use std::thread;
 use std::time::Duration;
 
 use crate::bin::mpecho_bin;
-use crate::log::{FIGURES, Figures, count_lines, whole_lines};
+use crate::child::Collected;
+use crate::log::{FIGURES, Figures, count_lines, line_with, whole_lines};
 use crate::net::{connect_to, echo};
 use crate::process::{children_of, send_signal};
 use crate::wait::{TIMEOUT, poll_for, wait_for};
@@ -26,7 +27,8 @@ use crate::wait::{TIMEOUT, poll_for, wait_for};
 /// How to start a server.
 pub struct ServerOptions {
     /// Arguments after `serve`; `-l 127.0.0.1:0` is added unless a listen
-    /// address is given.
+    /// address is given or a `wrapper` runs the server (it passes the
+    /// socket).
     pub args: Vec<String>,
     /// Log to a file in a temporary directory (readable with `Server::log`)
     /// instead of stderr.
@@ -42,6 +44,14 @@ pub struct ServerOptions {
     /// reaches the server too and shuts it down rather than leave it
     /// running.
     pub own_process_group: bool,
+    /// Variables added to the server's environment (`NOTIFY_SOCKET`,
+    /// `WATCHDOG_USEC`, …); empty by default.
+    pub env: Vec<(String, String)>,
+    /// A program that runs the server by exec'ing its last arguments,
+    /// `WRAPPER… mpecho SUBCOMMAND ARGS` (`systemd-socket-activate -l
+    /// ADDR`, which passes the listening socket); empty by default. It must
+    /// exec, not fork: the pid started is the server's.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for ServerOptions {
@@ -52,6 +62,8 @@ impl Default for ServerOptions {
             shell_prefix: None,
             subcommand: "serve",
             own_process_group: true,
+            env: Vec::new(),
+            wrapper: Vec::new(),
         }
     }
 }
@@ -62,7 +74,7 @@ pub struct Server {
     pub addr: SocketAddr,
     pub pid: i32,
     log_path: Option<PathBuf>,
-    stderr: Arc<Mutex<String>>,
+    stderr: Collected,
     /// Lines printed on stdout after `listening on` (there must be none).
     stdout_rest: mpsc::Receiver<String>,
     dir: tempfile::TempDir,
@@ -82,7 +94,7 @@ impl Server {
     pub fn start_with(options: ServerOptions) -> Server {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let mut args = options.args.clone();
-        if !args.iter().any(|a| a == "-l" || a == "--listen") {
+        if options.wrapper.is_empty() && !args.iter().any(|a| a == "-l" || a == "--listen") {
             args.extend(["-l".to_string(), "127.0.0.1:0".to_string()]);
         }
         let log_path = options.log_to_file.then(|| dir.path().join("mpecho.log"));
@@ -90,6 +102,14 @@ impl Server {
             args.extend(["--log-file".to_string(), path.display().to_string()]);
         }
         let mut command = match &options.shell_prefix {
+            None if !options.wrapper.is_empty() => {
+                let mut c = Command::new(&options.wrapper[0]);
+                c.args(&options.wrapper[1..])
+                    .arg(mpecho_bin())
+                    .arg(options.subcommand)
+                    .args(&args);
+                c
+            }
             None => {
                 let mut c = Command::new(mpecho_bin());
                 c.arg(options.subcommand).args(&args);
@@ -108,6 +128,7 @@ impl Server {
             }
         };
         command
+            .envs(options.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
@@ -123,20 +144,7 @@ impl Server {
         });
         let pid = child.id() as i32;
 
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let mut err_pipe = child.stderr.take().expect("stderr is piped");
-        let sink = Arc::clone(&stderr);
-        thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = err_pipe.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        let stderr = Collected::from_pipe(child.stderr.take().expect("stderr is piped"));
 
         let (tx, rx) = mpsc::channel();
         let out_pipe = child.stdout.take().expect("stdout is piped");
@@ -255,20 +263,14 @@ impl Server {
 
     /// What the server wrote on stderr so far.
     pub fn stderr(&self) -> String {
-        self.stderr
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+        self.stderr.text()
     }
 
     /// Waits until the log has a line containing every one of `needles`,
     /// and returns that line.
     pub fn wait_for_log_line(&self, needles: &[&str]) -> String {
         wait_for(&format!("a log line with {needles:?}"), TIMEOUT, || {
-            self.log()
-                .lines()
-                .find(|line| needles.iter().all(|n| line.contains(n)))
-                .map(str::to_string)
+            line_with(&self.log(), needles)
         })
     }
 

@@ -66,9 +66,9 @@ pub(crate) const GRACE: Duration = Duration::from_secs(2);
 pub(crate) const CPU_BOUND: f64 = 0.60;
 
 /// The same bound while the master is out of descriptors (issue 4 item 5:
-/// under 20 %). Every accept then fails and the master only sheds one
-/// waiting client per 100 ms pause, which costs next to nothing, so a loop
-/// that retried at once is obvious.
+/// under 20 %). Every accept then fails and the master closes the clients
+/// waiting at that moment, then pauses 100 ms, which costs next to nothing,
+/// so a loop that retried at once is obvious.
 pub(crate) const STARVED_CPU_BOUND: f64 = 0.20;
 
 /// Starts a server with the settings every scenario shares plus `args`.

@@ -24,3 +24,4 @@ mod reload;
 mod resources;
 mod shutdown;
 mod signals_under_load;
+mod systemd;

@@ -199,7 +199,7 @@ impl Endpoint {
                 Accept::Empty => return,
                 Accept::Aborted(e) => debug!("metrics: accept failed: {e}; continuing"),
                 Accept::Exhausted { error, shed } => {
-                    self.stats.rejected += u64::from(shed);
+                    self.stats.rejected += shed as u64;
                     debug!(
                         "metrics: accept failed: {error}; pausing for {}ms",
                         BACKOFF.as_millis()

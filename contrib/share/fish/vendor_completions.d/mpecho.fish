@@ -1,0 +1,70 @@
+# Print an optspec for argparse to handle cmd's options that are independent of any subcommand.
+function __fish_mpecho_global_optspecs
+    string join \n h/help V/version
+end
+
+function __fish_mpecho_needs_command
+    # Figure out if the current invocation already has a command.
+    set -l cmd (commandline -opc)
+    set -e cmd[1]
+    argparse -s (__fish_mpecho_global_optspecs) -- $cmd 2>/dev/null
+    or return
+    if set -q argv[1]
+        # Also print the command, so this can be used to figure out what it is.
+        echo $argv[1]
+        return 1
+    end
+    return 0
+end
+
+function __fish_mpecho_using_subcommand
+    set -l cmd (__fish_mpecho_needs_command)
+    test -z "$cmd"
+    and return 1
+    contains -- $cmd[1] $argv
+end
+
+complete -c mpecho -n "__fish_mpecho_needs_command" -s h -l help -d 'Print help'
+complete -c mpecho -n "__fish_mpecho_needs_command" -s V -l version -d 'Print version'
+complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "serve" -d 'Run the echo server: a master that accepts connections and starts one worker process per client'
+complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "client" -d 'Send standard input line by line to an echo server and print what comes back'
+complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "chat-server" -d 'Run the UDP chat relay: every datagram from a known client goes to every other known client, tagged with the sender\'s address'
+complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "chat" -d 'Join a chat relay: lines typed are sent, messages received are printed (END or end of input leaves)'
+complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line [default: 127.0.0.1:9190]. A socket passed by systemd (socket activation) wins over it, with a log line saying so' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l listen-fd-name -d 'Under socket activation, serve the passed socket of this name (LISTEN_FDNAMES: FileDescriptorName= in the .socket unit) instead of the first one' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s m -l max-workers -d 'Most workers (connections) served at once; a connection beyond it is accepted and closed at once, and counted as rejected' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l on-full -d 'What to do with a new connection at the worker limit: `reject` accepts and closes it at once; `defer` leaves it waiting in the kernel\'s backlog until a worker exits' -r -f -a "reject\t''
+defer\t''"
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l max-per-ip -d 'Most connections served at once for one client address (IPv4-mapped IPv6 counts as its IPv4 address); 0 is no limit' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l log-file -d 'Append the log to this file instead of standard error (opened once, shared by the master and all workers)' -r -F
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l monitor-interval -d 'Seconds between figures lines in the log; 0 turns them off (SIGUSR1 still writes one at once)' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l grace -d 'Seconds workers get to finish at shutdown before they are killed' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l backlog -d 'Length of the kernel\'s queue of connections not yet accepted' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l log-level -d 'Least severe level written to the log' -r -f -a "error\t''
+warn\t''
+info\t''
+debug\t''
+trace\t''"
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l user -d 'After binding and opening the log as root, become this user (its primary and supplementary groups too) before accepting anything' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l group -d 'With --user: the group to become instead of the user\'s primary one' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may stay idle (the client neither sends nor reads anything) before its worker closes it; 0 turns it off. Quiet interactive clients are closed too' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g. 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`). Off by default' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s h -l help -d 'Print help'
+complete -c mpecho -n "__fish_mpecho_using_subcommand client" -s h -l help -d 'Print help'
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l max-clients -d 'Most clients known at once; a newcomer beyond it gets `server full` and known clients are never evicted for it' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l idle-timeout -d 'Seconds a client may stay silent before it is forgotten (announced as `left`); 0 keeps clients until they send END' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l log-file -d 'Append the log to this file instead of standard error' -r -F
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l log-level -d 'Least severe level written to the log' -r -f -a "error\t''
+warn\t''
+info\t''
+debug\t''
+trace\t''"
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -s h -l help -d 'Print help'
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat" -s h -l help -d 'Print help'
+complete -c mpecho -n "__fish_mpecho_using_subcommand help; and not __fish_seen_subcommand_from serve client chat-server chat help" -f -a "serve" -d 'Run the echo server: a master that accepts connections and starts one worker process per client'
+complete -c mpecho -n "__fish_mpecho_using_subcommand help; and not __fish_seen_subcommand_from serve client chat-server chat help" -f -a "client" -d 'Send standard input line by line to an echo server and print what comes back'
+complete -c mpecho -n "__fish_mpecho_using_subcommand help; and not __fish_seen_subcommand_from serve client chat-server chat help" -f -a "chat-server" -d 'Run the UDP chat relay: every datagram from a known client goes to every other known client, tagged with the sender\'s address'
+complete -c mpecho -n "__fish_mpecho_using_subcommand help; and not __fish_seen_subcommand_from serve client chat-server chat help" -f -a "chat" -d 'Join a chat relay: lines typed are sent, messages received are printed (END or end of input leaves)'
+complete -c mpecho -n "__fish_mpecho_using_subcommand help; and not __fish_seen_subcommand_from serve client chat-server chat help" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
