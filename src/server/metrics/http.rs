@@ -334,6 +334,8 @@ mod tests {
             b"GET /metrics HTTP/1.1\r\nno colon\r\n\r\n",
             b"GET /metrics HTTP/1.1\r\n folded: x\r\n\r\n",
             b"GET /metrics HTTP/1.1\r\nX: a\x00b\r\n\r\n",
+            b"GET http://x/metrics HTTP/1.1\r\n\r\n",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n",
         ] {
             assert_eq!(status_of(request), Status::BadRequest, "{request:?}");
         }
