@@ -166,6 +166,12 @@ pub struct ServeArgs {
     #[arg(long, value_name = "SECS", default_value_t = IdleTimeout::DEFAULT,
           value_parser = handoff::parse_idle_timeout)]
     pub idle_timeout: IdleTimeout,
+
+    /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.
+    /// 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`).
+    /// Off by default.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// The overload policy at the worker limit.

@@ -39,12 +39,14 @@ pub fn unspecified_for(peer: SocketAddr) -> SocketAddr {
     }
 }
 
-/// A bind error as a sentence with a hint about what to do.
-pub fn explain_bind_error(e: &io::Error) -> String {
+/// A bind error as a sentence with a hint about what to do; `option` is the
+/// command-line option that names the address (`--listen`).
+pub fn explain_bind_error(e: &io::Error, option: &str) -> String {
     match e.kind() {
-        io::ErrorKind::AddrInUse => "address already in use (another server is listening there; \
-                                     stop it or choose another port with --listen)"
-            .to_string(),
+        io::ErrorKind::AddrInUse => format!(
+            "address already in use (another server is listening there; \
+             stop it or choose another port with {option})"
+        ),
         io::ErrorKind::AddrNotAvailable => {
             "address not available (no interface of this machine has that IP)".to_string()
         }

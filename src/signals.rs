@@ -58,13 +58,24 @@ impl Signals {
     }
 
     /// Like [`Signals::wait`], for descriptors registered with `epoll`.
+    ///
+    /// When descriptors are ready, `epoll_pwait` returns them without
+    /// delivering a signal that is pending (the kernel restores the blocked
+    /// mask first): under sustained load, when something is always ready,
+    /// SIGTERM and SIGUSR1 would wait until the load stops. A zero-timeout
+    /// `ppoll` with the same mask then lets any pending signal in, so the
+    /// flags are set before the caller looks at them.
     pub fn wait_epoll(
         &self,
         epoll: &sys::Epoll,
         events: &mut [sys::EpollEvent],
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
-        epoll.wait(events, timeout, &self.wait_mask)
+        let ready = epoll.wait(events, timeout, &self.wait_mask)?;
+        if ready > 0 {
+            sys::wait_for_events(&mut [], Some(Duration::ZERO), &self.wait_mask)?;
+        }
+        Ok(ready)
     }
 
     /// Whether `sig` arrived since the last call, clearing the flag.

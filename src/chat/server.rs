@@ -83,7 +83,7 @@ fn serve(args: ChatServerArgs) -> Result<(), ChatServerError> {
     let sink = Sink::for_option(args.log_file.as_deref())?;
     let socket = UdpSocket::bind(args.listen).map_err(|e| ChatServerError::Bind {
         addr: args.listen,
-        reason: net::explain_bind_error(&e),
+        reason: net::explain_bind_error(&e, "--listen"),
     })?;
     log::init(sink, args.log_level, "chat-server");
     let config = Config {

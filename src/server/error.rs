@@ -14,6 +14,8 @@ use super::worker_exe::WorkerExeError;
 pub enum ServeError {
     #[error("could not listen on {addr}: {reason}")]
     Bind { addr: String, reason: String },
+    #[error("could not serve metrics on {addr}: {reason}")]
+    BindMetrics { addr: String, reason: String },
     #[error(transparent)]
     LogFile(#[from] OpenLogError),
     #[error("could not mark inherited descriptors close-on-exec: {0}")]

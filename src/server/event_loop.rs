@@ -1,14 +1,16 @@
 //! The master's single-threaded event loop: wait, then act on what woke us.
 //!
 //! One `epoll_pwait` waits for the listener, a worker's pidfd (readable when
-//! it exits), a handled signal, or the next timer (monitor tick, end of an
-//! accept pause, warning summaries, end of the grace period). After each
+//! it exits), the metrics endpoint's sockets (`--metrics`), a handled
+//! signal, or the next timer (monitor tick, end of an accept pause, warning
+//! summaries, end of the grace period, a scrape's deadline). After each
 //! wake-up the loop reaps first (so the worker count is exact), then handles
 //! shutdown and report requests, then accepts a bounded batch
-//! (`accept.rs`), then runs the timers. Every decision about workers is
-//! taken here, in order, never in a signal handler. The service manager
-//! hears about the rare events (ready, figures, reload, stopping, the
-//! watchdog's keep-alive) through `notifier`, one call each.
+//! (`accept.rs`), then serves scrapes (`metrics/`), then runs the timers.
+//! Every decision about workers is taken here, in order, never in a signal
+//! handler. The service manager hears about the rare events (ready,
+//! figures, reload, stopping, the watchdog's keep-alive) through
+//! `notifier`, one call each.
 //!
 //! Why pidfds in epoll rather than `waitpid(-1)` on SIGCHLD: `waitpid(-1)`
 //! scans every child in the kernel, so with 5,000 workers held each reap
@@ -16,7 +18,7 @@
 //! much as with none; `waitid(P_PIDFD)` looks at the one child that ended.
 
 use std::net::TcpListener;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::log::{self, Level, error, info};
 use crate::net;
@@ -28,7 +30,8 @@ use super::accept::{Acceptor, BACKOFF};
 use super::config::Config;
 use super::error::ServeError;
 use super::listener::{Listener, State};
-use super::monitor::{Counters, Figures, Schedule};
+use super::metrics::{self, Endpoint};
+use super::monitor::{Counters, ProcessFigures, Schedule, Snapshot};
 use super::reap::{reap_children, reap_worker};
 use super::shutdown::{Draining, begin_shutdown};
 use super::spawn::Spawner;
@@ -46,7 +49,8 @@ const HANDLED: [libc::c_int; 5] = [
     libc::SIGHUP,
 ];
 
-/// The listener's token in epoll; workers are registered by pid.
+/// The listener's token in epoll; workers are registered by pid, the
+/// metrics endpoint's sockets just below this (`metrics::owns`).
 const LISTENER: u64 = u64::MAX;
 
 /// Readiness events taken per wake-up.
@@ -65,17 +69,24 @@ pub struct Master {
     pub(super) counters: Counters,
     monitor: Schedule,
     pub(super) throttle: Throttle,
+    /// The `--metrics` endpoint, if asked for. It stays open while draining
+    /// (a scrape then shows the workers leaving), and is closed when the
+    /// loop ends, as soon as the last worker is reaped.
+    pub(super) metrics: Option<Endpoint>,
     draining: Option<Draining>,
     started: Instant,
+    started_at: SystemTime,
     pub(super) notifier: Notifier,
 }
 
 impl Master {
-    /// Installs signal handling, prepares spawning and announces readiness
+    /// Installs signal handling, prepares spawning, starts watching the
+    /// listener (and the metrics one, if given) and announces readiness
     /// (`listening on ADDR` on stdout, then `READY=1` to the service
     /// manager) once nothing can fail any more.
     pub fn boot(
         listener: TcpListener,
+        metrics: Option<TcpListener>,
         config: Config,
         notifier: Notifier,
     ) -> Result<Master, ServeError> {
@@ -88,6 +99,14 @@ impl Master {
         let acceptor = Acceptor::new(listener);
         let addr = acceptor.local_addr().map_err(ServeError::LocalAddr)?;
         let listener = Listener::open(acceptor, &epoll, LISTENER).map_err(ServeError::Epoll)?;
+        let mut metrics = metrics
+            .map(|socket| Endpoint::open(socket, &epoll))
+            .transpose()
+            .map_err(ServeError::Epoll)?;
+        let metrics_addr = match &mut metrics {
+            Some(endpoint) => Some(endpoint.local_addr().map_err(ServeError::LocalAddr)?),
+            None => None,
+        };
         let now = Instant::now();
         let master = Master {
             monitor: Schedule::new(config.monitor_interval, now),
@@ -100,8 +119,10 @@ impl Master {
             spawner,
             counters: Counters::default(),
             throttle: Throttle::default(),
+            metrics,
             draining: None,
             started: now,
+            started_at: SystemTime::now(),
             notifier,
         };
         let admission = &master.config.admission;
@@ -113,6 +134,9 @@ impl Master {
             master.config.worker.idle_timeout,
             master.config.grace.as_secs_f64()
         );
+        if let Some(addr) = metrics_addr {
+            info!("metrics on {addr}");
+        }
         net::announce_listening(addr).map_err(ServeError::Announce)?;
         master.notifier.ready(format_args!("listening on {addr}"));
         Ok(master)
@@ -135,22 +159,30 @@ impl Master {
                 .wait_epoll(&self.epoll, &mut events, timeout)
                 .map_err(ServeError::Wait)?;
             let mut listener_ready = false;
+            let mut metrics_ready = false;
             for event in &events[..ready] {
-                match event.u64 {
+                // A copy: the kernel's epoll_event is packed, and a guard
+                // would borrow the field.
+                let token = event.u64;
+                match token {
                     LISTENER => listener_ready = true,
+                    token if metrics::owns(token) => metrics_ready = true,
                     pid => reap_worker(pid as pid_t, &mut self.workers, &mut self.counters),
                 }
             }
-            self.events = events;
 
             self.handle_signals();
             if listener_ready {
                 self.accept_batch();
             }
+            if metrics_ready {
+                self.serve_metrics(&events[..ready]);
+            }
+            self.events = events;
             self.on_timers(Instant::now());
         }
         self.throttle.flush_all();
-        info!("final figures {}", self.figures());
+        info!("final figures {}", self.snapshot().figures());
         info!("exiting: all workers reaped");
         Ok(())
     }
@@ -196,6 +228,7 @@ impl Master {
             self.listener.resumes_at(),
             self.throttle.next_flush(),
             self.draining.as_ref().and_then(Draining::deadline),
+            self.metrics.as_ref().and_then(Endpoint::next_deadline),
             self.notifier.next_watchdog(),
         ]
         .into_iter()
@@ -218,7 +251,7 @@ impl Master {
             self.reload();
         }
         if self.signals.take(libc::SIGUSR1) {
-            info!("figures {}", self.figures());
+            info!("figures {}", self.snapshot().figures());
         }
     }
 
@@ -250,21 +283,30 @@ impl Master {
         self.notifier.on_tick(now);
         if self.monitor.is_due(now) {
             // Formatted once (it reads /proc): for the log and the status.
-            let figures = self.figures().to_string();
+            let figures = self.snapshot().figures().to_string();
             info!("figures {figures}");
             self.notifier.status(&figures);
         }
         if let Some(draining) = &mut self.draining {
             draining.on_tick(now, &self.workers);
         }
+        if let Some(metrics) = &mut self.metrics {
+            metrics.on_tick(now, &self.epoll);
+        }
     }
 
-    pub(super) fn figures(&self) -> Figures<'_> {
-        Figures {
+    /// Everything the figures line and the metrics report, now.
+    pub(super) fn snapshot(&self) -> Snapshot<'_> {
+        Snapshot {
             counters: &self.counters,
             active: self.workers.len(),
             peak: self.workers.peak(),
             uptime: self.started.elapsed(),
+            started_at: self.started_at,
+            listener: self.listener.state(),
+            config: &self.config,
+            process: ProcessFigures::read(),
+            log_write_errors: log::write_errors(),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The master: `mpecho serve`.
 //!
 //! Lifecycle (see LIFECYCLE.md beside this file):
-//! boot (`main` → the socket systemd passed or `listener::bind`, log sink,
-//! `Master::boot`: signals, spawner, `listening on`, `READY=1`) → serve (`Master::run`: `accept_batch` →
-//! `admission` → `start_worker` or `turn_away`; pidfd ready → `reap_worker`)
+//! boot (`main` → the socket systemd passed or `listener::bind`,
+//! `metrics::bind`, log sink, `Master::boot`: signals, spawner, `listening
+//! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → `admission` →
+//! `start_worker` or `turn_away`; pidfd ready → `reap_worker`; a scrape →
+//! `serve_metrics`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
 //!
@@ -18,7 +20,9 @@ mod capacity;
 mod config;
 mod error;
 mod event_loop;
+mod lifetimes;
 pub mod listener;
+mod metrics;
 mod monitor;
 mod privileges;
 mod reap;
@@ -72,11 +76,20 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
             let addr = args.listen.unwrap_or(cli::DEFAULT_LISTEN);
             let listener = listener::bind(addr, args.backlog).map_err(|e| ServeError::Bind {
                 addr: addr.to_string(),
-                reason: net::explain_bind_error(&e),
+                reason: net::explain_bind_error(&e, "--listen"),
             })?;
             (listener, None)
         }
     };
+    let metrics = args
+        .metrics
+        .map(|addr| {
+            metrics::bind(addr).map_err(|e| ServeError::BindMetrics {
+                addr: addr.to_string(),
+                reason: net::explain_bind_error(&e, "--metrics"),
+            })
+        })
+        .transpose()?;
     log::init(sink, args.log_level, "master");
     if let Some((fd, name, count)) = activated {
         let name = name.map_or_else(String::new, |n| format!(" named {n:?}"));
@@ -89,11 +102,17 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
     capacity::raise_descriptor_limit();
     privileges::drop_privileges(identity.as_ref())?;
     capacity::check(args.max_workers as usize);
-    run(listener, Config::from_args(&args), notifier)
+    run(listener, metrics, Config::from_args(&args), notifier)
 }
 
-/// Serves on an already-bound listener until shutdown completes, telling
-/// `notifier` (a service manager, or `Notifier::disabled()`) how it goes.
-pub fn run(listener: TcpListener, config: Config, notifier: Notifier) -> Result<(), ServeError> {
-    Master::boot(listener, config, notifier)?.run()
+/// Serves on an already-bound listener (and metrics listener, if any) until
+/// shutdown completes, telling `notifier` (a service manager, or
+/// `Notifier::disabled()`) how it goes.
+pub fn run(
+    listener: TcpListener,
+    metrics: Option<TcpListener>,
+    config: Config,
+    notifier: Notifier,
+) -> Result<(), ServeError> {
+    Master::boot(listener, metrics, config, notifier)?.run()
 }

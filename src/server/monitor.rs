@@ -1,11 +1,21 @@
-//! The master's figures: counters kept by the loop, and the process's own
-//! resource use read from /proc (DESIGN §6).
+//! The master's figures: counters kept by the loop, the process's own
+//! resource use read from /proc (DESIGN §6), and [`Snapshot`], everything
+//! reported at one moment: the one source of numbers for both the figures
+//! line (`Figures`) and the metrics endpoint (`metrics/exposition.rs`), so
+//! the two can never disagree about what was counted.
 //!
-//! Reading /proc happens only when a figures line is written (periodically,
-//! on SIGUSR1 and at exit), never per connection.
+//! Reading /proc happens only when a snapshot is taken (a figures line:
+//! periodically, on SIGUSR1 and at exit; a scrape of the metrics), never
+//! per connection.
 
 use std::fmt;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::sys;
+
+use super::config::Config;
+use super::lifetimes::Lifetimes;
+use super::listener::State;
 
 /// Counters the event loop updates as things happen.
 #[derive(Debug, Default, Clone)]
@@ -32,27 +42,72 @@ pub struct Counters {
     pub exited_idle: u64,
     /// Workers ended by a signal.
     pub exited_signal: u64,
+    /// How long each reaped worker lived, however it ended: its count is
+    /// the sum of the four `exited_*` counters.
+    pub lifetimes: Lifetimes,
 }
 
-/// One figures line: the counters plus live numbers at this moment.
-pub struct Figures<'a> {
+/// Everything the master reports, read at one moment.
+pub struct Snapshot<'a> {
     pub counters: &'a Counters,
     pub active: usize,
     pub peak: usize,
     pub uptime: Duration,
+    /// When the master booted, on the wall clock.
+    pub started_at: SystemTime,
+    pub listener: State,
+    /// The limits it runs with.
+    pub config: &'a Config,
+    pub process: ProcessFigures,
+    /// Log lines this process could not write (`log::write_errors`).
+    pub log_write_errors: u64,
 }
+
+/// The master process's own resource use; `None` where /proc could not be
+/// read.
+#[derive(Debug, Clone, Copy)]
+pub struct ProcessFigures {
+    pub rss_kb: Option<u64>,
+    pub open_fds: Option<usize>,
+    /// The soft descriptor limit (`RLIMIT_NOFILE`).
+    pub max_fds: Option<u64>,
+}
+
+impl ProcessFigures {
+    pub fn read() -> ProcessFigures {
+        ProcessFigures {
+            rss_kb: rss_kb(),
+            open_fds: open_fds(),
+            max_fds: sys::get_limit(sys::Resource::OpenFiles)
+                .ok()
+                .map(|limit| limit.soft),
+        }
+    }
+}
+
+impl Snapshot<'_> {
+    /// The figures line's fields (`active=1 peak=1 …`).
+    pub fn figures(&self) -> Figures<'_> {
+        Figures(self)
+    }
+}
+
+/// One figures line: the counters plus live numbers at this moment.
+pub struct Figures<'a>(&'a Snapshot<'a>);
 
 impl fmt::Display for Figures<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let c = self.counters;
+        let s = self.0;
+        let c = s.counters;
+        let unknown = || "?".to_string();
         write!(
             f,
             "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
              exited_ok={} exited_error={} exited_signal={} exited_idle={} \
              rejected_full={} rejected_per_ip={} deferred={} rss_kb={} fds={} uptime_s={} \
              log_write_errors={}",
-            self.active,
-            self.peak,
+            s.active,
+            s.peak,
             c.accepted,
             c.rejected_full + c.rejected_per_ip,
             c.spawn_failures,
@@ -64,10 +119,10 @@ impl fmt::Display for Figures<'_> {
             c.rejected_full,
             c.rejected_per_ip,
             c.deferred,
-            rss_kb().map_or_else(|| "?".to_string(), |v| v.to_string()),
-            open_fds().map_or_else(|| "?".to_string(), |v| v.to_string()),
-            self.uptime.as_secs(),
-            crate::log::write_errors(),
+            s.process.rss_kb.map_or_else(unknown, |v| v.to_string()),
+            s.process.open_fds.map_or_else(unknown, |v| v.to_string()),
+            s.uptime.as_secs(),
+            s.log_write_errors,
         )
     }
 }
@@ -81,10 +136,22 @@ pub fn rss_kb() -> Option<u64> {
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-/// How many descriptors this process holds (not counting the one used to
-/// list them).
+/// How many descriptors this process holds (not counting one used to find
+/// out).
+///
+/// Linux 6.2 and later give the count as the size of /proc/self/fd: one
+/// `stat`, about 50 µs with 10,000 descriptors open (a pidfd per worker),
+/// where listing the directory takes 10–20 ms, all of it time the loop
+/// neither accepts nor reaps (a scrape took 10.7 ms with 10,000 workers
+/// held). Older kernels say 0 there, and the directory is listed.
 pub fn open_fds() -> Option<usize> {
-    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    const FDS: &str = "/proc/self/fd";
+    if let Ok(meta) = std::fs::metadata(FDS)
+        && meta.len() > 0
+    {
+        return usize::try_from(meta.len()).ok();
+    }
+    let entries = std::fs::read_dir(FDS).ok()?;
     Some(entries.count().saturating_sub(1))
 }
 

@@ -5,6 +5,8 @@
 //! some worker has no pidfd. SIGCHLDs coalesce: one flag may stand for many
 //! exits, so that call reaps every child that has ended, never just one.
 
+use std::time::Duration;
+
 use crate::handoff::WorkerExit;
 use crate::log::{error, info, warning};
 use crate::sys::{self, ExitKind, pid_t};
@@ -48,9 +50,11 @@ fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut 
         "a reaped pid ({pid}) must be in the workers table"
     );
     let (peer, lived) = match &worker {
-        Some(w) => (w.peer.to_string(), w.started.elapsed().as_secs_f64()),
-        None => ("unknown".to_string(), 0.0),
+        Some(w) => (w.peer.to_string(), w.started.elapsed()),
+        None => ("unknown".to_string(), Duration::ZERO),
     };
+    counters.lifetimes.observe(lived);
+    let lived = lived.as_secs_f64();
     let active = workers.len();
     match how {
         ExitKind::Code(code) => match WorkerExit::from_code(code) {

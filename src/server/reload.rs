@@ -19,6 +19,6 @@ impl Master {
     pub(super) fn reload(&mut self) {
         self.notifier.reloading();
         log::reopen_on_sighup();
-        self.notifier.ready(self.figures());
+        self.notifier.ready(self.snapshot().figures());
     }
 }

@@ -75,6 +75,16 @@ pub struct Epoll(OwnedFd);
 /// One readiness event: the token given at registration.
 pub type EpollEvent = libc::epoll_event;
 
+/// What a descriptor is watched for. Errors and hang-ups are reported
+/// either way (epoll always reports them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interest {
+    /// Input (or a connection) is waiting.
+    Read,
+    /// There is room to write.
+    Write,
+}
+
 impl Epoll {
     pub fn new() -> io::Result<Epoll> {
         // SAFETY: epoll_create1 returns a new descriptor or -1.
@@ -85,20 +95,37 @@ impl Epoll {
 
     /// Watches `fd` for input, reporting `token` (level-triggered).
     pub fn add(&self, fd: BorrowedFd<'_>, token: u64) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_ADD, fd, token, Interest::Read)
+    }
+
+    /// Watches `fd` for `interest`, reporting `token` (level-triggered).
+    pub fn add_for(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_ADD, fd, token, interest)
+    }
+
+    /// Changes what a watched `fd` is watched for.
+    pub fn modify(&self, fd: BorrowedFd<'_>, token: u64, interest: Interest) -> io::Result<()> {
+        self.control(libc::EPOLL_CTL_MOD, fd, token, interest)
+    }
+
+    fn control(
+        &self,
+        op: c_int,
+        fd: BorrowedFd<'_>,
+        token: u64,
+        interest: Interest,
+    ) -> io::Result<()> {
+        let events = match interest {
+            Interest::Read => libc::EPOLLIN,
+            Interest::Write => libc::EPOLLOUT,
+        };
         let mut event = libc::epoll_event {
-            events: libc::EPOLLIN as u32,
+            events: events as u32,
             u64: token,
         };
         // SAFETY: both descriptors are valid and `event` is initialised.
-        check(unsafe {
-            libc::epoll_ctl(
-                self.0.as_raw_fd(),
-                libc::EPOLL_CTL_ADD,
-                fd.as_raw_fd(),
-                &mut event,
-            )
-        })
-        .map(drop)
+        check(unsafe { libc::epoll_ctl(self.0.as_raw_fd(), op, fd.as_raw_fd(), &mut event) })
+            .map(drop)
     }
 
     /// Stops watching `fd` (closing a descriptor also stops it).

@@ -44,7 +44,7 @@ mod signals;
 mod spawn;
 
 pub use clock::monotonic_usec;
-pub use events::{Epoll, EpollEvent, wait_for_events};
+pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
 pub use fd::{
     adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
     open_executable, replace_fd, set_nonblocking,

@@ -234,6 +234,18 @@ impl Server {
         pid.unwrap_or_else(|| panic!("no worker pid in the connect line {line:?}"))
     }
 
+    /// The address of the metrics endpoint of a server started with
+    /// `--metrics` (port 0 included), read from its `metrics on ADDR` log
+    /// line, which is written before `listening on`.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        let line = self.wait_for_log_line(&["]: metrics on "]);
+        let (_, addr) = line
+            .split_once("]: metrics on ")
+            .unwrap_or_else(|| panic!("no address in {line:?}"));
+        addr.parse()
+            .unwrap_or_else(|_| panic!("bad metrics address in {line:?}"))
+    }
+
     /// The server's temporary directory, removed when it is dropped.
     pub fn dir(&self) -> &Path {
         self.dir.path()

@@ -50,6 +50,7 @@ complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l worker -d 'The w
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l user -d 'After binding and opening the log as root, become this user (its primary and supplementary groups too) before accepting anything' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l group -d 'With --user: the group to become instead of the user\'s primary one' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may stay idle (the client neither sends nor reads anything) before its worker closes it; 0 turns it off. Quiet interactive clients are closed too' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g. 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`). Off by default' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s h -l help -d 'Print help'
 complete -c mpecho -n "__fish_mpecho_using_subcommand client" -s h -l help -d 'Print help'
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line' -r
