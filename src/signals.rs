@@ -54,17 +54,12 @@ impl Signals {
     /// Sleeps until a descriptor in `fds` is ready, the timeout passes or a
     /// handled signal arrives (see [`sys::wait_for_events`]).
     pub fn wait(&self, fds: &mut [libc::pollfd], timeout: Option<Duration>) -> io::Result<usize> {
-        sys::wait_for_events(fds, timeout, &self.wait_mask)
+        let ready = sys::wait_for_events(fds, timeout, &self.wait_mask)?;
+        self.let_pending_in(ready)?;
+        Ok(ready)
     }
 
     /// Like [`Signals::wait`], for descriptors registered with `epoll`.
-    ///
-    /// When descriptors are ready, `epoll_pwait` returns them without
-    /// delivering a signal that is pending (the kernel restores the blocked
-    /// mask first): under sustained load, when something is always ready,
-    /// SIGTERM and SIGUSR1 would wait until the load stops. A zero-timeout
-    /// `ppoll` with the same mask then lets any pending signal in, so the
-    /// flags are set before the caller looks at them.
     pub fn wait_epoll(
         &self,
         epoll: &sys::Epoll,
@@ -72,10 +67,22 @@ impl Signals {
         timeout: Option<Duration>,
     ) -> io::Result<usize> {
         let ready = epoll.wait(events, timeout, &self.wait_mask)?;
+        self.let_pending_in(ready)?;
+        Ok(ready)
+    }
+
+    /// When descriptors were ready, `ppoll` and `epoll_pwait` return them
+    /// without delivering a signal that is pending (the kernel restores the
+    /// blocked mask first): under sustained load, when something is always
+    /// ready, SIGTERM and SIGUSR1 would wait until the load stops. A
+    /// zero-timeout `ppoll` with the wait mask then lets any pending signal
+    /// in, so the flags are set before the caller looks at them (one system
+    /// call per busy wake-up).
+    fn let_pending_in(&self, ready: usize) -> io::Result<()> {
         if ready > 0 {
             sys::wait_for_events(&mut [], Some(Duration::ZERO), &self.wait_mask)?;
         }
-        Ok(ready)
+        Ok(())
     }
 
     /// Whether `sig` arrived since the last call, clearing the flag.

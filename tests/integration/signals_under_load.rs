@@ -3,13 +3,13 @@
 //! acted on at once, not when the load stops.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread;
 use std::time::Instant;
 
-use mpecho_testkit::{Server, TIMEOUT, log_time_ms};
+use mpecho_testkit::{Server, ServerOptions, TIMEOUT, log_time_ms};
 
 /// Client threads connecting, echoing and closing as fast as they can
 /// until told to stop (and at most for `TIMEOUT`).
@@ -96,4 +96,62 @@ fn signals_are_handled_at_once_under_sustained_load() {
     assert!(completed > 200, "only {completed} round trips: no load");
     let status = server.wait_exit(TIMEOUT);
     assert!(status.success(), "{status:?}");
+}
+
+/// Under a steady stream of datagrams, the chat relay answers SIGUSR1 with
+/// its figures within a second, and SIGTERM too: its `ppoll` loop, like
+/// the master's, never sleeps while datagrams keep arriving.
+#[test]
+fn the_chat_relay_handles_signals_under_a_stream_of_datagrams() {
+    let mut relay = Server::start_with(ServerOptions {
+        subcommand: "chat-server",
+        ..ServerOptions::default()
+    });
+    // Three clients taking turns: each datagram is relayed to the two
+    // others, so the relay has more to do per datagram than the sender and
+    // its socket is never empty when it looks.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (stop, relay_addr) = (Arc::clone(&stop), relay.addr);
+        thread::spawn(move || {
+            let clients: Vec<UdpSocket> = (0..3)
+                .map(|_| UdpSocket::bind("127.0.0.1:0").expect("bind a UDP client"))
+                .collect();
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < TIMEOUT {
+                let client = &clients[sent as usize % clients.len()];
+                if client.send_to(&[b'x'; 64], relay_addr).is_ok() {
+                    sent += 1;
+                }
+            }
+            sent
+        })
+    };
+    relay.wait_for_log_line(&["]: ", " joined"]);
+    for round in 0..3 {
+        let sent = now_ms();
+        let figures = relay.figures();
+        let answered = log_time_ms(figures.line());
+        assert!(
+            answered - sent < 1_000,
+            "SIGUSR1 {round} under a datagram stream was answered {} ms later",
+            answered - sent
+        );
+    }
+    let sent = now_ms();
+    relay.signal(libc::SIGTERM);
+    let line = relay.wait_for_log_line(&["]: shutting down (SIGTERM received)"]);
+    stop.store(true, Ordering::Relaxed);
+    let datagrams = sender.join().unwrap_or(0);
+    assert!(
+        log_time_ms(&line) - sent < 1_000,
+        "SIGTERM under a datagram stream was acted on {} ms later",
+        log_time_ms(&line) - sent
+    );
+    assert!(
+        datagrams > 1_000,
+        "only {datagrams} datagrams sent: no load"
+    );
+    assert!(relay.wait_exit(TIMEOUT).success());
 }
