@@ -78,8 +78,8 @@ pub enum Command {
     /// Join a chat relay: lines typed are sent, messages received are
     /// printed (END or end of input leaves).
     Chat(ChatArgs),
-    /// Internal: run `mpecho-worker` (beside this executable) to serve the
-    /// client on descriptor 3, as systemd's `Accept=yes` units did.
+    /// Internal: run the built-in `mpecho-worker` to serve the client on
+    /// descriptor 3, as systemd's `Accept=yes` units did.
     #[command(hide = true)]
     Worker,
 }
@@ -146,8 +146,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "LEVEL", value_parser = log::level_parser(), default_value_t = Level::Info)]
     pub log_level: Level,
 
-    /// The worker executable, opened once at start and run for every
-    /// connection [default: mpecho-worker beside this executable].
+    /// A worker executable to run for every connection instead of the
+    /// mpecho-worker built into mpecho (opened once at start and checked).
     #[arg(long, value_name = "PATH")]
     pub worker: Option<PathBuf>,
 

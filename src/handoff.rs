@@ -12,7 +12,7 @@
 //!   [`version_argv`]);
 //! - the environment: what is inherited ([`INHERITED_ENV`]) and how the
 //!   connection is described ([`connection_env`], the UCSPI variables);
-//! - where the worker executable is when nobody says ([`worker_beside_self`]);
+//! - the worker program this executable carries ([`builtin_worker`]);
 //! - the `mpecho worker` subcommand's name ([`SUBCOMMAND`]).
 //!
 //! This module only defines and converts: it opens, spawns and logs nothing.
@@ -20,7 +20,7 @@
 use std::ffi::CString;
 use std::io;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::os::fd::OwnedFd;
 
 pub use mpecho_handoff::{
     CLIENT_FD, FIRST_FREE_FD, HANDOFF_VERSION, IdleTimeout, LOG_FD, VERSION, VERSION_OPTION,
@@ -64,25 +64,15 @@ pub fn parse_idle_timeout(text: &str) -> Result<IdleTimeout, String> {
     IdleTimeout::parse(text).map_err(|e| e.to_string())
 }
 
-/// Where the worker executable is when no `--worker` says: beside the
-/// running `mpecho`, the file `/proc/self/exe` names (symbolic links
-/// resolved, so `/usr/bin/mpecho` linking to `/opt/mpecho/bin/mpecho` finds
-/// `/opt/mpecho/bin/mpecho-worker`).
-///
-/// The link names a path, not the file: if `mpecho` was deleted or
-/// replaced since it started, the kernel appends ` (deleted)` to the name,
-/// and only the directory is used here, so the worker is still looked for
-/// where the package put both. A directory that is gone is an error for
-/// the caller to explain.
-pub fn worker_beside_self() -> io::Result<PathBuf> {
-    let exe = std::fs::read_link("/proc/self/exe")?;
-    let dir = exe.parent().ok_or_else(|| {
-        io::Error::new(
-            io::ErrorKind::NotFound,
-            format!("/proc/self/exe names no directory ({})", exe.display()),
-        )
-    })?;
-    Ok(dir.join(WORKER_NAME))
+/// The `mpecho-worker` built with this `mpecho` (by build.rs), carried in
+/// its own bytes so that no other build can ever be run in its place.
+static BUILTIN_WORKER: &[u8] = include_bytes!(env!("MPECHO_WORKER_ELF"));
+
+/// The built-in worker as a sealed memory file, ready to be exec'd through
+/// its descriptor (at or above [`FIRST_FREE_FD`]); the kernel shares its
+/// pages among every process that runs it, as it does a file's.
+pub fn builtin_worker() -> io::Result<OwnedFd> {
+    sys::memfd_executable(WORKER_PROGRAM, BUILTIN_WORKER, FIRST_FREE_FD)
 }
 
 /// The environment entries a worker inherits, read from the master's
@@ -114,6 +104,8 @@ pub fn connection_env(remote: SocketAddr, local: SocketAddr) -> io::Result<[CStr
 
 #[cfg(test)]
 mod tests {
+    use std::os::fd::AsRawFd;
+
     use super::*;
     use crate::log::Level;
 
@@ -140,11 +132,16 @@ mod tests {
     }
 
     #[test]
-    fn the_worker_is_looked_for_beside_the_running_executable() {
-        let exe = std::fs::read_link("/proc/self/exe").unwrap();
-        assert_eq!(
-            worker_beside_self().unwrap(),
-            exe.parent().unwrap().join("mpecho-worker")
+    fn the_builtin_worker_is_a_sealed_executable_elf_file() {
+        let fd = builtin_worker().unwrap();
+        assert!(fd.as_raw_fd() >= FIRST_FREE_FD);
+        let mut file = std::fs::File::from(fd);
+        let mut head = [0u8; 4];
+        std::os::unix::fs::FileExt::read_exact_at(&file, &mut head, 0).unwrap();
+        assert_eq!(&head, b"\x7fELF");
+        assert!(
+            std::io::Write::write_all(&mut file, b"x").is_err(),
+            "the memory file is sealed against writing"
         );
     }
 }

@@ -58,8 +58,8 @@ macro_rules! worker_name {
     };
 }
 
-/// The worker executable's file name (beside `mpecho`, where the master
-/// looks for it), its `argv[0]`, and the name it gives itself
+/// The worker executable's file name (and the name of the memory file the
+/// master runs the built-in one from), its `argv[0]`, and the name it gives itself
 /// (`PR_SET_NAME`) for `ps`, `top` and `pgrep`: exec'd through a
 /// descriptor, it would otherwise show up as that descriptor's number.
 pub const WORKER_NAME: &str = worker_name!();

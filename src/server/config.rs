@@ -27,7 +27,7 @@ pub struct Config {
 /// line (see `handoff.rs`).
 #[derive(Debug, Clone)]
 pub struct WorkerSettings {
-    /// `--worker`; `None`: `mpecho-worker` beside the running executable.
+    /// `--worker`; `None`: the `mpecho-worker` built into mpecho.
     pub executable: Option<PathBuf>,
     pub log_level: Level,
     pub idle_timeout: IdleTimeout,

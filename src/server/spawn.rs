@@ -61,10 +61,9 @@ impl Spawner {
             idle_timeout: settings.idle_timeout,
         })
         .map_err(WorkerExeError::Argv)?;
-        let path = worker_exe::locate(settings.executable.as_deref())?;
-        let program = worker_exe::open(&path)?;
+        let (program, what) = worker_exe::open(settings.executable.as_deref())?;
         let mut template = SpawnTemplate::new(program, handoff::inherited_env(), reset_signals);
-        worker_exe::check(&mut template, &path)?;
+        worker_exe::check(&mut template, &what, settings.executable.is_none())?;
         Ok(Spawner {
             template,
             argv: Argv::new(argv),

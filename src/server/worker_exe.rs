@@ -1,21 +1,24 @@
-//! The worker executable: found, opened once and checked at boot, so that
-//! every connection runs the master's own build and a broken install is a
+//! The worker program: opened once and checked at boot, so that every
+//! connection runs the master's own build and a broken install is a
 //! startup error, never a failure per connection.
 //!
-//! - found: `--worker PATH`, else `mpecho-worker` beside the running
-//!   `mpecho` (`handoff::worker_beside_self`);
-//! - opened with `O_PATH|O_CLOEXEC`: the descriptor names the file, so a
-//!   package upgrade that renames new files over the old ones (or deletes
-//!   them) changes nothing for this master's workers, which it execs with
-//!   `execveat(fd, "", AT_EMPTY_PATH)` (`sys::SpawnTemplate`). A file
-//!   written over in place is the same file: the kernel refuses that with
-//!   ETXTBSY only while a worker runs it, which is why installers replace
-//!   files by rename;
-//! - checked: run once, through that descriptor, by the very template
-//!   every connection will use (same environment, signals and, after
-//!   `--user`, credentials), as `mpecho-worker --version`; it must exit 0
-//!   having printed exactly `handoff::VersionLine`, within
-//!   [`CHECK_TIMEOUT`].
+//! - by default the `mpecho-worker` built into this executable
+//!   (`handoff::builtin_worker`: a sealed memory file), which no upgrade,
+//!   deletion or stale file on disk can change;
+//! - with `--worker PATH`, that file, opened with `O_PATH|O_CLOEXEC`: the
+//!   descriptor names the file, so a package upgrade that renames new files
+//!   over the old ones (or deletes them) changes nothing for this master's
+//!   workers. A file written over in place is the same file: the kernel
+//!   refuses that with ETXTBSY only while a worker runs it, which is why
+//!   installers replace files by rename;
+//! - either way exec'd with `execveat(fd, "", AT_EMPTY_PATH)`
+//!   (`sys::SpawnTemplate`), and checked: run once, through that
+//!   descriptor, by the very template every connection will use (same
+//!   environment, signals and, after `--user`, credentials), as
+//!   `mpecho-worker --version`; it must exit 0 having printed exactly
+//!   `handoff::VersionLine`, within [`CHECK_TIMEOUT`] (a memory file can be
+//!   refused execution, by `vm.memfd_noexec` or a security policy: that too
+//!   is found here).
 //!
 //! Never logs (the caller says what went wrong, once, on stderr) and never
 //! leaves the checked child unreaped.
@@ -23,7 +26,7 @@
 use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::handoff::{self, FIRST_FREE_FD, VersionLine, WORKER_NAME};
@@ -38,61 +41,77 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 /// The most the check reads: far more than the version line.
 const MAX_ANSWER: usize = 4096;
 
-/// The worker executable could not be used.
+/// The worker program could not be used. `what` names it: a path, or the
+/// built-in one.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerExeError {
     #[error(
-        "could not find the worker executable: /proc/self/exe cannot be read ({0}); name it \
-         with --worker PATH"
+        "could not prepare the built-in {WORKER_NAME}: {0}; name a worker executable with \
+         --worker PATH"
     )]
-    NotFound(io::Error),
+    Builtin(io::Error),
     #[error(
-        "could not open the worker executable {}: {source}; install {WORKER_NAME} beside \
-         mpecho (the same build), or name it with --worker PATH",
-        path.display()
+        "could not open the worker executable {what}: {source}; name the {WORKER_NAME} built \
+         with this mpecho with --worker PATH, or leave --worker out to use the built-in one"
     )]
-    Open { path: PathBuf, source: io::Error },
+    Open { what: String, source: io::Error },
     #[error(
-        "could not run the worker executable {}: {source}; it must be an executable file \
-         (the {WORKER_NAME} built with this mpecho), runnable by the user the server runs as",
-        path.display()
+        "could not run {what}: {source}; it must be an executable file (the {WORKER_NAME} built \
+         with this mpecho), runnable by the user the server runs as{hint}"
     )]
-    Run { path: PathBuf, source: io::Error },
+    Run {
+        what: String,
+        source: io::Error,
+        hint: &'static str,
+    },
     #[error(
-        "the worker executable {} is not this server's {WORKER_NAME}: asked `--version`, it \
-         {answer}, where {WORKER_NAME} prints `{expected}`; install the {WORKER_NAME} built with \
-         this mpecho beside it, or name it with --worker PATH",
-        path.display(),
+        "{what} is not this server's {WORKER_NAME}: asked `--version`, it {answer}, where \
+         {WORKER_NAME} prints `{expected}`; name the {WORKER_NAME} built with this mpecho with \
+         --worker PATH, or leave --worker out to use the built-in one",
         expected = VersionLine
     )]
-    Mismatch { path: PathBuf, answer: String },
+    Mismatch { what: String, answer: String },
     #[error("could not prepare the worker's command line: {0}")]
     Argv(io::Error),
 }
 
-/// Where the worker executable is: `configured` (`--worker`), or beside us.
-pub fn locate(configured: Option<&Path>) -> Result<PathBuf, WorkerExeError> {
+/// The worker program to run: `configured` (`--worker`) opened, or the
+/// built-in one; and how to name it in messages.
+pub fn open(configured: Option<&Path>) -> Result<(OwnedFd, String), WorkerExeError> {
     match configured {
-        Some(path) => Ok(path.to_path_buf()),
-        None => handoff::worker_beside_self().map_err(WorkerExeError::NotFound),
+        Some(path) => {
+            let what = path.display().to_string();
+            let fd = sys::open_executable(path, FIRST_FREE_FD).map_err(|source| {
+                WorkerExeError::Open {
+                    what: what.clone(),
+                    source,
+                }
+            })?;
+            Ok((fd, what))
+        }
+        None => {
+            let fd = handoff::builtin_worker().map_err(WorkerExeError::Builtin)?;
+            Ok((fd, format!("the built-in {WORKER_NAME}")))
+        }
     }
 }
 
-/// Opens the worker executable at `path` (a descriptor at or above
-/// `FIRST_FREE_FD`, clear of the numbers a spawn maps).
-pub fn open(path: &Path) -> Result<OwnedFd, WorkerExeError> {
-    sys::open_executable(path, FIRST_FREE_FD).map_err(|source| WorkerExeError::Open {
-        path: path.to_path_buf(),
-        source,
-    })
-}
-
 /// Runs `mpecho-worker --version` through `template` and checks the
-/// answer; `path` is only for the messages.
-pub fn check(template: &mut SpawnTemplate, path: &Path) -> Result<(), WorkerExeError> {
+/// answer; `what` names the program in the messages.
+pub fn check(
+    template: &mut SpawnTemplate,
+    what: &str,
+    builtin: bool,
+) -> Result<(), WorkerExeError> {
     let run_error = |source| WorkerExeError::Run {
-        path: path.to_path_buf(),
+        what: what.to_string(),
         source,
+        hint: if builtin {
+            " (a memory file: vm.memfd_noexec or a security policy may forbid running it; \
+             then install mpecho-worker and name it with --worker PATH)"
+        } else {
+            ""
+        },
     };
     let argv = Argv::new(handoff::version_argv().map_err(WorkerExeError::Argv)?);
     let (answer, status) = run_once(template, &argv).map_err(run_error)?;
@@ -123,7 +142,7 @@ pub fn check(template: &mut SpawnTemplate, path: &Path) -> Result<(), WorkerExeE
         ),
     };
     Err(WorkerExeError::Mismatch {
-        path: path.to_path_buf(),
+        what: what.to_string(),
         answer: format!("{printed} and {ended}"),
     })
 }

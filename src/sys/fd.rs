@@ -7,6 +7,7 @@
 //! file never closes or reuses a number it does not own, and never decides
 //! which descriptors a process needs: callers do.
 
+use std::ffi::CStr;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
@@ -111,6 +112,35 @@ pub fn set_nonblocking(fd: BorrowedFd<'_>) -> io::Result<()> {
     // SAFETY: as above.
     check(unsafe { libc::fcntl(raw, libc::F_SETFL, flags | libc::O_NONBLOCK) })?;
     Ok(())
+}
+
+/// A sealed, close-on-exec memory file holding `bytes`, meant to be
+/// executed with `execveat(fd, "", AT_EMPTY_PATH)`, at a descriptor at or
+/// above `min`. Sealed against writing, growing and shrinking, so the
+/// program it holds is fixed for the life of the process.
+pub fn memfd_executable(name: &CStr, bytes: &[u8], min: RawFd) -> io::Result<OwnedFd> {
+    let flags = libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING;
+    // Since Linux 6.3 a memfd must ask for MFD_EXEC to stay executable
+    // where vm.memfd_noexec says otherwise; older kernels refuse the flag.
+    // SAFETY: a NUL-terminated name; memfd_create returns a new descriptor
+    // owned by no one else (or -1).
+    let fd = check(unsafe { libc::memfd_create(name.as_ptr(), flags | libc::MFD_EXEC) }).or_else(
+        |e| match e.raw_os_error() {
+            // SAFETY: as above.
+            Some(libc::EINVAL) => check(unsafe { libc::memfd_create(name.as_ptr(), flags) }),
+            _ => Err(e),
+        },
+    )?;
+    // SAFETY: just created by memfd_create, owned by no one else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    super::write_all_unbuffered(fd.as_fd(), bytes)?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: F_ADD_SEALS only changes the seals of a memfd we own.
+    check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_ADD_SEALS, seals) })?;
+    if fd.as_raw_fd() >= min {
+        return Ok(fd);
+    }
+    dup_at_least(fd.as_fd(), min)
 }
 
 /// Opens `path` as a program to execute later through the descriptor

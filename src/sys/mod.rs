@@ -47,7 +47,7 @@ pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
 pub use fd::{
     adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
-    open_executable, replace_fd, set_nonblocking,
+    memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
 pub use io::{read_once, write_all_unbuffered, write_once};
 pub use libc::pid_t;

@@ -4,10 +4,9 @@
 //! worker executable, inherited strays) besides 0-2 and the log.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use mpecho_testkit::{Server, ServerOptions, open_fds, text, worker_bin};
+use mpecho_testkit::{Server, ServerOptions, open_fds, text};
 
 /// Where descriptor `fd` of process `pid` points (`socket:[INODE]` for a
 /// socket).
@@ -86,10 +85,10 @@ fn workers_are_named_mpecho_worker_for_ps_top_and_pgrep() {
     );
 }
 
-/// A worker is `mpecho-worker`, the file beside mpecho that the master
-/// opened, started as `mpecho-worker --log-level=… --idle-timeout=…
-/// --log-fd=4`, and its fd 3 is the very TCP connection of the client it
-/// serves.
+/// A worker is `mpecho-worker`, the one built into mpecho (run from a
+/// sealed memory file), started as `mpecho-worker --log-level=…
+/// --idle-timeout=… --log-fd=4`, and its fd 3 is the very TCP connection of
+/// the client it serves.
 #[test]
 fn worker_is_the_worker_executable_with_the_client_on_fd_3() {
     let server = Server::start(&[]);
@@ -108,13 +107,12 @@ fn worker_is_the_worker_executable_with_the_client_on_fd_3() {
         String::from_utf8_lossy(&cmdline)
     );
 
-    let exe = std::fs::metadata(format!("/proc/{worker}/exe")).expect("stat the worker's exe");
-    let bin = std::fs::metadata(worker_bin()).expect("stat the mpecho-worker binary");
+    let exe = std::fs::read_link(format!("/proc/{worker}/exe")).expect("read the worker's exe");
     assert_eq!(
-        (exe.dev(), exe.ino()),
-        (bin.dev(), bin.ino()),
-        "the worker runs a different executable than {}",
-        worker_bin().display()
+        exe.to_string_lossy(),
+        "/memfd:mpecho-worker (deleted)",
+        "the worker runs {} instead of the built-in mpecho-worker",
+        exe.display()
     );
 
     let target = fd_target(worker, 3);

@@ -1,10 +1,9 @@
-//! The worker executable (issue 10): `mpecho serve` opens `mpecho-worker`
-//! (beside itself, or `--worker PATH`) once at start and checks it, so a
-//! missing, unrunnable or foreign worker is a startup error (status 1, one
-//! line saying what to do), never a failure per connection; and every
-//! worker runs the file opened then, even after the path is renamed over
-//! or deleted. `mpecho worker` still explains itself when its worker is
-//! missing.
+//! The worker program (issue 10): `mpecho serve` runs the `mpecho-worker`
+//! built into it (a sealed memory file), or the file `--worker PATH` names,
+//! opened once at start and checked, so a missing, unrunnable or foreign
+//! worker is a startup error (status 1, one line saying what to do), never
+//! a failure per connection; and every worker runs what was opened then,
+//! even after the files on disk are renamed over or deleted.
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -15,8 +14,9 @@ use mpecho_testkit::{Server, ServerOptions, echo, mpecho_bin, worker_bin};
 
 use crate::errors::{assert_worker_refuses, run_in_own_group, serve_refused_with_binary};
 
-/// A copy of `mpecho`, and of `mpecho-worker` beside it when `with_worker`,
-/// in a directory of its own (as a package installs them).
+/// A copy of `mpecho` alone in a directory of its own (as a package
+/// installs it), and a copy of `mpecho-worker` in the same directory, for
+/// `--worker`.
 struct Installed {
     dir: tempfile::TempDir,
     mpecho: PathBuf,
@@ -24,19 +24,21 @@ struct Installed {
 }
 
 impl Installed {
-    fn new(with_worker: bool) -> Installed {
+    fn new() -> Installed {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let mpecho = dir.path().join("mpecho");
         let worker = dir.path().join("mpecho-worker");
         fs::copy(mpecho_bin(), &mpecho).expect("copy mpecho");
-        if with_worker {
-            fs::copy(worker_bin(), &worker).expect("copy mpecho-worker");
-        }
+        fs::copy(worker_bin(), &worker).expect("copy mpecho-worker");
         Installed {
             dir,
             mpecho,
             worker,
         }
+    }
+
+    fn worker_arg(&self) -> &str {
+        self.worker.to_str().expect("a UTF-8 temporary path")
     }
 
     /// `mpecho serve ARGS` from this copy must refuse to start; its line.
@@ -70,27 +72,50 @@ fn assert_says(line: &str, needles: &[&str]) {
     }
 }
 
-/// No `mpecho-worker` beside `mpecho` (nor `--worker`): the master says
-/// where it looked and what to do, and exits 1 before serving anyone.
+/// By default every worker runs the `mpecho-worker` built into `mpecho`:
+/// a copy of `mpecho` with no worker file anywhere serves, its workers'
+/// executable is the sealed memory file, and that holds after the `mpecho`
+/// file itself is replaced and deleted.
 #[test]
-fn a_master_without_its_worker_executable_refuses_to_start() {
-    let installed = Installed::new(false);
-    let line = installed.serve_refused(&[]);
-    assert_says(
-        &line,
-        &[
-            &format!(
-                "mpecho serve: could not open the worker executable {}: No such file or directory",
-                installed.worker.display()
-            ),
-            "install mpecho-worker beside mpecho",
-            "--worker PATH",
-        ],
-    );
+fn the_built_in_worker_needs_no_file_and_survives_an_upgrade() {
+    let installed = Installed::new();
+    fs::remove_file(&installed.worker).expect("leave mpecho alone in its directory");
+    let server = Server::start_with(ServerOptions {
+        binary: Some(installed.mpecho.clone()),
+        ..ServerOptions::default()
+    });
+    let assert_served_by_the_builtin = |when: &str| {
+        let (mut client, worker) = server.connect_served_worker();
+        assert_eq!(echo(&mut client, when.as_bytes()), when.as_bytes());
+        let exe = fs::read_link(format!("/proc/{worker}/exe")).expect("read the worker's exe");
+        assert_eq!(
+            exe.to_string_lossy(),
+            "/memfd:mpecho-worker (deleted)",
+            "{when}: worker {worker} runs {}",
+            exe.display()
+        );
+    };
+    assert_served_by_the_builtin("as installed\n");
+    installed.replace(&installed.mpecho, Path::new("/bin/true"));
+    assert_served_by_the_builtin("after an upgrade renamed a new file over mpecho\n");
+    fs::remove_file(&installed.mpecho).expect("delete mpecho");
+    assert_served_by_the_builtin("after mpecho was deleted\n");
+}
+
+/// `--worker PATH` naming nothing: the master says what it could not open
+/// and what to do, and exits 1 before serving anyone.
+#[test]
+fn a_missing_worker_file_refuses_to_start() {
+    let installed = Installed::new();
     let line = installed.serve_refused(&["--worker", "/nonexistent/mpecho-worker"]);
     assert_says(
         &line,
-        &["could not open the worker executable /nonexistent/mpecho-worker: "],
+        &[
+            "mpecho serve: could not open the worker executable /nonexistent/mpecho-worker: \
+             No such file or directory",
+            "--worker PATH",
+            "leave --worker out to use the built-in one",
+        ],
     );
 }
 
@@ -98,15 +123,15 @@ fn a_master_without_its_worker_executable_refuses_to_start() {
 /// saying so, rather than failing every connection.
 #[test]
 fn a_worker_executable_that_cannot_be_run_is_refused() {
-    let installed = Installed::new(true);
+    let installed = Installed::new();
     fs::set_permissions(&installed.worker, fs::Permissions::from_mode(0o644))
         .expect("make the worker not executable");
-    let line = installed.serve_refused(&[]);
+    let line = installed.serve_refused(&["--worker", installed.worker_arg()]);
     assert_says(
         &line,
         &[
             &format!(
-                "could not run the worker executable {}: Permission denied",
+                "could not run {}: Permission denied",
                 installed.worker.display()
             ),
             "must be an executable file",
@@ -114,54 +139,41 @@ fn a_worker_executable_that_cannot_be_run_is_refused() {
     );
 }
 
-/// Another program where the worker should be (a copy of /bin/true, both
-/// beside mpecho and named with `--worker`) does not answer `--version`
-/// as this build's mpecho-worker: refused, naming what was expected.
+/// Another program named with `--worker` (a copy of /bin/true) does not
+/// answer `--version` as this build's mpecho-worker: refused, naming what
+/// was expected.
 #[test]
 fn another_program_as_the_worker_is_refused() {
-    let installed = Installed::new(true);
+    let installed = Installed::new();
     installed.replace(&installed.worker, Path::new("/bin/true"));
-    let expected = format!(
-        "where mpecho-worker prints `mpecho-worker {} (hand-over {})`",
-        mpecho::handoff::VERSION,
-        mpecho::handoff::HANDOFF_VERSION
-    );
-    let beside = installed.serve_refused(&[]);
+    let line = installed.serve_refused(&["--worker", installed.worker_arg()]);
     assert_says(
-        &beside,
+        &line,
         &[
             &format!(
-                "the worker executable {} is not this server's mpecho-worker",
+                "{} is not this server's mpecho-worker",
                 installed.worker.display()
             ),
-            &expected,
-        ],
-    );
-    let other = installed.dir.path().join("true");
-    fs::copy("/bin/true", &other).expect("copy /bin/true");
-    let named = installed.serve_refused(&["--worker", other.to_str().unwrap()]);
-    assert_says(
-        &named,
-        &[
             &format!(
-                "the worker executable {} is not this server's mpecho-worker",
-                other.display()
+                "where mpecho-worker prints `mpecho-worker {} (hand-over {})`",
+                mpecho::handoff::VERSION,
+                mpecho::handoff::HANDOFF_VERSION
             ),
-            &expected,
         ],
     );
 }
 
-/// The master runs the worker it opened at start: after an upgrade renames
-/// another file over `mpecho-worker`, and after the file is deleted, new
-/// connections are still echoed, by processes whose executable is the
+/// With `--worker`, the master runs the file it opened at start: after an
+/// upgrade renames another file over it, and after the file is deleted,
+/// new connections are still echoed, by processes whose executable is the
 /// very file opened at start.
 #[test]
 fn workers_run_the_file_opened_at_start_after_it_is_replaced_or_deleted() {
-    let installed = Installed::new(true);
+    let installed = Installed::new();
     let opened = identity(&installed.worker);
     let server = Server::start_with(ServerOptions {
         binary: Some(installed.mpecho.clone()),
+        args: vec!["--worker".into(), installed.worker_arg().into()],
         ..ServerOptions::default()
     });
     let assert_served_by_the_opened_file = |when: &str| {
@@ -187,21 +199,20 @@ fn workers_run_the_file_opened_at_start_after_it_is_replaced_or_deleted() {
     assert_served_by_the_opened_file("after it was deleted\n");
 }
 
-/// `mpecho worker` (which execs mpecho-worker from beside itself) with no
-/// worker there: it says what it could not run, and exits 2.
+/// `mpecho worker` by hand runs the built-in worker (no worker file
+/// anywhere), which explains itself without a socket on descriptor 3 and
+/// exits 2.
 #[test]
-fn mpecho_worker_without_its_worker_executable_explains_and_exits_2() {
-    let installed = Installed::new(false);
+fn mpecho_worker_runs_the_built_in_worker() {
+    let installed = Installed::new();
+    fs::remove_file(&installed.worker).expect("leave mpecho alone in its directory");
     let mut command = Command::new(&installed.mpecho);
     command.arg("worker");
     let (output, _) = run_in_own_group(command);
-    assert_worker_refuses(&output, "no mpecho-worker beside mpecho");
+    assert_worker_refuses(&output, "no socket on descriptor 3");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        stderr.contains(&format!(
-            "mpecho worker: could not run {}: No such file or directory",
-            installed.worker.display()
-        )),
+        stderr.contains("descriptor 3") && !stderr.contains("could not run"),
         "{stderr}"
     );
 }

@@ -23,7 +23,7 @@ const UNITS: [&str; 4] = [
 ];
 
 /// Where the units find the binaries: `mpecho`, and `mpecho-worker` beside
-/// it (where `mpecho serve` looks for its worker).
+/// it (for the `Accept=yes` template, which runs it directly).
 const INSTALLED_IN: &str = "/usr/local/bin/";
 
 fn contrib() -> PathBuf {

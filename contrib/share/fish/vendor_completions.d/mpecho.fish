@@ -46,7 +46,7 @@ warn\t''
 info\t''
 debug\t''
 trace\t''"
-complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l worker -d 'The worker executable, opened once at start and run for every connection [default: mpecho-worker beside this executable]' -r -F
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l worker -d 'A worker executable to run for every connection instead of the mpecho-worker built into mpecho (opened once at start and checked)' -r -F
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l user -d 'After binding and opening the log as root, become this user (its primary and supplementary groups too) before accepting anything' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l group -d 'With --user: the group to become instead of the user\'s primary one' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may stay idle (the client neither sends nor reads anything) before its worker closes it; 0 turns it off. Quiet interactive clients are closed too' -r
