@@ -64,6 +64,31 @@ fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// Sends SIGUSR1 three times and SIGTERM once to `server` while `load`
+/// keeps it busy, and asserts each is acted on within a second (a figures
+/// line, then `shutting down`). Returns once the SIGTERM is acted on.
+fn assert_signals_answered_promptly(server: &Server, load: &str) {
+    for round in 0..3 {
+        let sent = now_ms();
+        let figures = server.figures();
+        let answered = log_time_ms(figures.line());
+        assert!(
+            answered - sent < 1_000,
+            "SIGUSR1 {round} under {load} was answered {} ms later",
+            answered - sent
+        );
+    }
+    let sent = now_ms();
+    server.signal(libc::SIGTERM);
+    let line = server.wait_for_log_line(&["]: shutting down (SIGTERM received)"]);
+    let answered = log_time_ms(&line);
+    assert!(
+        answered - sent < 1_000,
+        "SIGTERM under {load} was acted on {} ms later",
+        answered - sent
+    );
+}
+
 /// Under a churn of clients, a SIGUSR1 is answered with a figures line
 /// within a second (while the clients are still going), and so is a
 /// SIGTERM with `shutting down`.
@@ -72,27 +97,8 @@ fn signals_are_handled_at_once_under_sustained_load() {
     let mut server = Server::start(&["--monitor-interval", "0"]);
     let churn = Churn::start(server.addr, 8);
     server.wait_for_log_count("]: accept peer=", 200);
-
-    for round in 0..3 {
-        let sent = now_ms();
-        let figures = server.figures();
-        let answered = log_time_ms(figures.line());
-        assert!(
-            answered - sent < 1_000,
-            "SIGUSR1 {round} under load was answered {} ms later",
-            answered - sent
-        );
-    }
-    let sent = now_ms();
-    server.signal(libc::SIGTERM);
-    let line = server.wait_for_log_line(&["]: shutting down (SIGTERM received)"]);
-    let answered = log_time_ms(&line);
+    assert_signals_answered_promptly(&server, "load");
     let completed = churn.stop();
-    assert!(
-        answered - sent < 1_000,
-        "SIGTERM under load was acted on {} ms later",
-        answered - sent
-    );
     assert!(completed > 200, "only {completed} round trips: no load");
     let status = server.wait_exit(TIMEOUT);
     assert!(status.success(), "{status:?}");
@@ -129,26 +135,9 @@ fn the_chat_relay_handles_signals_under_a_stream_of_datagrams() {
         })
     };
     relay.wait_for_log_line(&["]: ", " joined"]);
-    for round in 0..3 {
-        let sent = now_ms();
-        let figures = relay.figures();
-        let answered = log_time_ms(figures.line());
-        assert!(
-            answered - sent < 1_000,
-            "SIGUSR1 {round} under a datagram stream was answered {} ms later",
-            answered - sent
-        );
-    }
-    let sent = now_ms();
-    relay.signal(libc::SIGTERM);
-    let line = relay.wait_for_log_line(&["]: shutting down (SIGTERM received)"]);
+    assert_signals_answered_promptly(&relay, "a datagram stream");
     stop.store(true, Ordering::Relaxed);
     let datagrams = sender.join().unwrap_or(0);
-    assert!(
-        log_time_ms(&line) - sent < 1_000,
-        "SIGTERM under a datagram stream was acted on {} ms later",
-        log_time_ms(&line) - sent
-    );
     assert!(
         datagrams > 1_000,
         "only {datagrams} datagrams sent: no load"
