@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::error::ErrorKind;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand};
 
 use crate::handoff::{self, IdleTimeout};
 use crate::log::{self, Level};
@@ -33,7 +33,20 @@ const EXIT_USAGE: u8 = 2;
 /// subcommand concerned go to stderr with status 2 (clap alone shows the
 /// usage only for some kinds of error, not for an invalid value).
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
-    parse_as(args)
+    let cli: Cli = parse_as(args)?;
+    if let Command::Serve(serve) = &cli.command
+        && let Some(why) = serve.conflicts()
+    {
+        let mut command = Cli::command();
+        command.build();
+        let serve = command.find_subcommand_mut("serve");
+        let error = match serve {
+            Some(serve) => serve.error(ErrorKind::ArgumentConflict, why),
+            None => clap::Error::raw(ErrorKind::ArgumentConflict, why),
+        };
+        return Err(report_usage_error(&error, command.find_subcommand("serve")));
+    }
+    Ok(cli)
 }
 
 /// `parse` for any command line with subcommands (`mpecho-bench` parses
@@ -49,19 +62,23 @@ pub fn parse_as<C: Parser>(args: Vec<OsString>) -> Result<C, ExitCode> {
         let mut command = C::command();
         command.build();
         // The usage of the subcommand named (`mpecho serve`).
-        let mut usage_of = match subcommand.and_then(|name| command.find_subcommand(name)) {
-            Some(sub) => sub.clone(),
-            None => command.clone(),
-        };
-        let usage = usage_of.render_usage();
-        let rendered = e.render().to_string();
-        if rendered.contains("Usage:") {
-            eprint!("{rendered}");
-        } else {
-            eprint!("{rendered}\n{usage}\n");
-        }
-        ExitCode::from(EXIT_USAGE)
+        let sub = subcommand.and_then(|name| command.find_subcommand(name));
+        report_usage_error(&e, sub.or(Some(&command)))
     })
+}
+
+/// Writes `error` and the usage of `usage_of` to stderr; the usage status.
+fn report_usage_error(error: &clap::Error, usage_of: Option<&clap::Command>) -> ExitCode {
+    let rendered = error.render().to_string();
+    if rendered.contains("Usage:") {
+        eprint!("{rendered}");
+    } else {
+        let usage = usage_of
+            .map(|c| c.clone().render_usage().to_string())
+            .unwrap_or_default();
+        eprint!("{rendered}\n{usage}\n");
+    }
+    ExitCode::from(EXIT_USAGE)
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,11 +123,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "NAME")]
     pub listen_fd_name: Option<String>,
 
+    /// How connections are served: `exec` starts the worker program for each
+    /// (the production server); `iterative` serves one client at a time in
+    /// the master itself, the next waiting in the backlog (the first server
+    /// of the original, for teaching and comparison).
+    #[arg(long, value_name = "MODEL", value_enum, default_value_t = Model::Exec)]
+    pub model: Model,
+
     /// Most workers (connections) served at once; a connection beyond it is
-    /// accepted and closed at once, and counted as rejected.
-    #[arg(short = 'm', long, value_name = "N", default_value_t = 10_000,
+    /// accepted and closed at once, and counted as rejected [default: 10000;
+    /// with --model iterative, 1].
+    // An Option, so that `--model iterative` can refuse a limit given on
+    // purpose and still have a default of its own.
+    #[arg(short = 'm', long, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..))]
-    pub max_workers: u32,
+    pub max_workers: Option<u32>,
 
     /// What to do with a new connection at the worker limit: `reject`
     /// accepts and closes it at once; `defer` leaves it waiting in the
@@ -172,6 +199,65 @@ pub struct ServeArgs {
     /// Off by default.
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
+}
+
+/// The default `--max-workers` of `--model exec`.
+pub const DEFAULT_MAX_WORKERS: u32 = 10_000;
+
+/// How `mpecho serve` serves a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Model {
+    /// A worker process per connection, the worker program exec'd.
+    Exec,
+    /// One client at a time, served by the master itself.
+    Iterative,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Exec => "exec",
+            Model::Iterative => "iterative",
+        }
+    }
+}
+
+impl ServeArgs {
+    /// `--max-workers`, or its default for the model.
+    pub fn max_workers(&self) -> u32 {
+        match (self.model, self.max_workers) {
+            (_, Some(n)) => n,
+            (Model::Exec, None) => DEFAULT_MAX_WORKERS,
+            (Model::Iterative, None) => 1,
+        }
+    }
+
+    /// Options that make no sense together, as a sentence saying why.
+    fn conflicts(&self) -> Option<String> {
+        if self.model != Model::Iterative {
+            return None;
+        }
+        let why = "--model iterative serves one client at a time in the master";
+        if self.max_workers.is_some_and(|n| n > 1) {
+            return Some(format!("--max-workers above 1 cannot be used: {why}"));
+        }
+        if self.max_per_ip > 0 {
+            return Some(format!(
+                "--max-per-ip cannot be used: {why}, so no address can have two"
+            ));
+        }
+        if self.on_full == OnFull::Defer {
+            return Some(format!(
+                "--on-full defer cannot be used: {why}, and the next one always waits in the backlog"
+            ));
+        }
+        if self.worker.is_some() {
+            return Some(format!(
+                "--worker cannot be used: {why}, which runs no worker"
+            ));
+        }
+        None
+    }
 }
 
 /// The overload policy at the worker limit.

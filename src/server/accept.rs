@@ -19,6 +19,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
+use crate::cli::Model;
 use crate::log::Level;
 use crate::net::display_addr;
 
@@ -125,7 +126,7 @@ impl Master {
     /// that a flood cannot starve signals and reaping.
     pub(super) fn accept_batch(&mut self) {
         for _ in 0..ACCEPT_BATCH {
-            if self.config.admission.defers(&self.workers) {
+            if self.config.admission.defers(&self.workers) || self.session.is_some() {
                 return;
             }
             let Some(acceptor) = self.listener.acceptor() else {
@@ -173,7 +174,10 @@ impl Master {
     /// master's copy of the socket is closed on return.
     fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
         match self.config.admission.admit(&self.workers, peer.ip()) {
-            Ok(()) => self.start_worker(&client, peer, now),
+            Ok(()) => match self.config.model {
+                Model::Exec => self.start_worker(&client, peer, now),
+                Model::Iterative => self.begin_session(client, peer),
+            },
             Err(refusal) => self.turn_away(&refusal, peer, now),
         }
     }

@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::ServeArgs;
+use crate::cli::{Model, ServeArgs};
 use crate::handoff::IdleTimeout;
 use crate::log::Level;
 
@@ -15,6 +15,8 @@ use super::admission::Admission;
 
 #[derive(Debug, Clone)]
 pub struct Config {
+    /// How connections are served (`--model`).
+    pub model: Model,
     pub admission: Admission,
     /// Zero turns the periodic figures off (SIGUSR1 still asks for one).
     pub monitor_interval: Duration,
@@ -36,8 +38,9 @@ pub struct WorkerSettings {
 impl Config {
     pub fn from_args(args: &ServeArgs) -> Config {
         Config {
+            model: args.model,
             admission: Admission {
-                max_workers: args.max_workers as usize,
+                max_workers: args.max_workers() as usize,
                 max_per_ip: args.max_per_ip as usize,
                 on_full: args.on_full,
             },

@@ -20,6 +20,7 @@
 use std::net::TcpListener;
 use std::time::{Instant, SystemTime};
 
+use crate::cli::Model;
 use crate::log::{self, Level, error, info};
 use crate::net;
 use crate::signals::Signals;
@@ -29,6 +30,7 @@ use crate::systemd::Notifier;
 use super::accept::{Acceptor, BACKOFF};
 use super::config::Config;
 use super::error::ServeError;
+use super::iterative::{SESSION, Session};
 use super::listener::{Listener, State};
 use super::metrics::{self, Endpoint};
 use super::monitor::{Counters, ProcessFigures, Schedule, Snapshot};
@@ -64,7 +66,13 @@ pub struct Master {
     pub(super) epoll: Epoll,
     events: Vec<EpollEvent>,
     pub(super) listener: Listener,
-    pub(super) spawner: Spawner,
+    /// Starts workers (`--model exec`); `None` in the iterative model,
+    /// which runs none.
+    pub(super) spawner: Option<Spawner>,
+    /// The client the master serves itself (`--model iterative`).
+    pub(super) session: Option<Session>,
+    /// 1 once the iterative model has served a client (its `peak`).
+    pub(super) session_peak: usize,
     pub(super) workers: Workers,
     pub(super) counters: Counters,
     monitor: Schedule,
@@ -95,7 +103,12 @@ impl Master {
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
-        let spawner = Spawner::new(log_fd, &config.worker, reset).map_err(ServeError::Spawner)?;
+        let spawner = match config.model {
+            Model::Exec => {
+                Some(Spawner::new(log_fd, &config.worker, reset).map_err(ServeError::Spawner)?)
+            }
+            Model::Iterative => None,
+        };
         let acceptor = Acceptor::new(listener);
         let addr = acceptor.local_addr().map_err(ServeError::LocalAddr)?;
         let listener = Listener::open(acceptor, &epoll, LISTENER).map_err(ServeError::Epoll)?;
@@ -117,6 +130,8 @@ impl Master {
             events: vec![EpollEvent { events: 0, u64: 0 }; EVENTS_PER_WAKE],
             listener,
             spawner,
+            session: None,
+            session_peak: 0,
             counters: Counters::default(),
             throttle: Throttle::default(),
             metrics,
@@ -127,7 +142,8 @@ impl Master {
         };
         let admission = &master.config.admission;
         info!(
-            "started: listening on {addr}, max_workers={} max_per_ip={} on_full={} idle_timeout={}s grace={}s",
+            "started: listening on {addr}, model={} max_workers={} max_per_ip={} on_full={} idle_timeout={}s grace={}s",
+            master.config.model.name(),
             admission.max_workers,
             admission.max_per_ip,
             admission.on_full.name(),
@@ -146,7 +162,7 @@ impl Master {
     pub fn run(mut self) -> Result<(), ServeError> {
         loop {
             let now = Instant::now();
-            if self.draining.is_some() && self.workers.is_empty() {
+            if self.draining.is_some() && self.workers.is_empty() && self.session.is_none() {
                 break;
             }
             self.update_listener(now)?;
@@ -166,6 +182,7 @@ impl Master {
                 let token = event.u64;
                 match token {
                     LISTENER => listener_ready = true,
+                    SESSION => self.serve_session(),
                     token if metrics::owns(token) => metrics_ready = true,
                     pid => reap_worker(pid as pid_t, &mut self.workers, &mut self.counters),
                 }
@@ -195,6 +212,14 @@ impl Master {
         let next = match self.listener.state() {
             State::Closed => return Ok(()),
             State::Paused(until) if now < until => return Ok(()),
+            // The iterative model's next client waits in the backlog by
+            // design: not a limit reached, nothing to warn about.
+            _ if self.session.is_some() => {
+                return self
+                    .listener
+                    .set_state(State::Deferred, &self.epoll)
+                    .map_err(ServeError::Epoll);
+            }
             _ if self.config.admission.defers(&self.workers) => State::Deferred,
             _ => State::Listening,
         };
@@ -230,6 +255,7 @@ impl Master {
             self.draining.as_ref().and_then(Draining::deadline),
             self.metrics.as_ref().and_then(Endpoint::next_deadline),
             self.notifier.next_watchdog(),
+            self.session_deadline(),
         ]
         .into_iter()
         .flatten()
@@ -274,12 +300,14 @@ impl Master {
                     &format!("{name} received"),
                     self.config.grace,
                 ));
+                self.close_session();
             }
         }
     }
 
     fn on_timers(&mut self, now: Instant) {
         self.throttle.flush(now);
+        self.expire_session(now);
         self.notifier.on_tick(now);
         if self.monitor.is_due(now) {
             // Formatted once (it reads /proc): for the log and the status.
@@ -299,8 +327,8 @@ impl Master {
     pub(super) fn snapshot(&self) -> Snapshot<'_> {
         Snapshot {
             counters: &self.counters,
-            active: self.workers.len(),
-            peak: self.workers.peak(),
+            active: self.workers.len() + usize::from(self.session.is_some()),
+            peak: self.workers.peak().max(self.session_peak),
             uptime: self.started.elapsed(),
             started_at: self.started_at,
             listener: self.listener.state(),

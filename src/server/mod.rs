@@ -20,6 +20,7 @@ mod capacity;
 mod config;
 mod error;
 mod event_loop;
+mod iterative;
 mod lifetimes;
 pub mod listener;
 mod metrics;
@@ -101,7 +102,7 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
     let notifier = Notifier::from_env(Instant::now());
     capacity::raise_descriptor_limit();
     privileges::drop_privileges(identity.as_ref())?;
-    capacity::check(args.max_workers as usize);
+    capacity::check(args.max_workers() as usize);
     run(listener, metrics, Config::from_args(&args), notifier)
 }
 

@@ -105,7 +105,7 @@ impl fmt::Display for Figures<'_> {
             "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
              exited_ok={} exited_error={} exited_signal={} exited_idle={} \
              rejected_full={} rejected_per_ip={} deferred={} rss_kb={} fds={} uptime_s={} \
-             log_write_errors={}",
+             log_write_errors={} model={}",
             s.active,
             s.peak,
             c.accepted,
@@ -123,6 +123,7 @@ impl fmt::Display for Figures<'_> {
             s.process.open_fds.map_or_else(unknown, |v| v.to_string()),
             s.uptime.as_secs(),
             s.log_write_errors,
+            s.config.model.name(),
         )
     }
 }

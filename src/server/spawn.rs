@@ -103,9 +103,17 @@ impl Master {
     /// Starts a worker for an admitted client and enters it in the table;
     /// a failure closes the connection and is counted.
     pub(super) fn start_worker(&mut self, client: &TcpStream, peer: SocketAddr, now: Instant) {
-        match self.spawner.spawn_worker(client, peer) {
+        let Some(spawner) = self.spawner.as_mut() else {
+            debug_assert!(
+                false,
+                "start_worker is only called in a model that has a spawner"
+            );
+            return;
+        };
+        let pidfd_base = spawner.pidfd_base;
+        match spawner.spawn_worker(client, peer) {
             Ok(pid) => {
-                let pidfd = self.watch_worker(pid);
+                let pidfd = self.watch_worker(pid, pidfd_base);
                 self.workers.insert(
                     pid,
                     Worker {
@@ -140,9 +148,9 @@ impl Master {
     /// A pidfd for a new worker, kept high and registered in epoll, or
     /// `None` (the worker is then reaped by the SIGCHLD scan and signalled
     /// by pid, which is safe: its pid stays ours until we reap it).
-    fn watch_worker(&self, pid: pid_t) -> Option<OwnedFd> {
+    fn watch_worker(&self, pid: pid_t, pidfd_base: i32) -> Option<OwnedFd> {
         let pidfd = sys::pidfd_open(pid)
-            .and_then(|fd| sys::dup_at_least(fd.as_fd(), self.spawner.pidfd_base))
+            .and_then(|fd| sys::dup_at_least(fd.as_fd(), pidfd_base))
             .and_then(|fd| self.epoll.add(fd.as_fd(), pid as u64).map(|()| fd));
         match pidfd {
             Ok(fd) => Some(fd),

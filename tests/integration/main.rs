@@ -16,6 +16,7 @@ mod limits;
 mod logging;
 mod master_death;
 mod metrics;
+mod models;
 mod overload;
 mod pidfds;
 mod privileges;
