@@ -10,8 +10,9 @@
 //!
 //! Its whole cost is what a connection costs, so it is a program of its
 //! own, without std, libc or an allocator: its own `_start`, raw system
-//! calls, the 16 KiB echo buffer and the log line's buffer in .bss. Everything that touches the machine is in `sys/`; the rest is
-//! safe Rust. It must never open a descriptor of its own (the master's
+//! calls, the 16 KiB echo buffer and the log line's buffer in .bss.
+//! Everything that touches the machine is in `sys/`; the rest is safe
+//! Rust. It must never open a descriptor of its own (the master's
 //! tests count them), never block in a call it cannot abandon on SIGTERM
 //! or after the idle timeout, never log client bytes unescaped, and never
 //! panic (a panic exits with status 1).
