@@ -83,3 +83,51 @@ fn sigint_lives_survives_ten_sigints_and_dies_of_the_eleventh() {
     assert_eq!(status.signal(), Some(libc::SIGINT), "{status}");
     assert_eq!(lines, expected);
 }
+
+/// The process's ignored signals, from the `SigIgn:` mask of
+/// /proc/PID/status (bit N - 1 for signal N).
+fn ignored_signals(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let mask = status
+        .lines()
+        .find_map(|line| line.strip_prefix("SigIgn:"))
+        .expect("a SigIgn: line");
+    u64::from_str_radix(mask.trim(), 16).expect("a hexadecimal mask")
+}
+
+/// SIGINT sent twice during the countdown changes nothing: it is in the
+/// process's ignored mask, the countdown goes on to `done`, and the
+/// program exits 0.
+#[test]
+fn sigaction_ignore_counts_down_through_sigint_and_exits_0() {
+    let mut program = Running::start("sigaction_ignore", &["--seconds", "2"]);
+    let ready = program.lines(2);
+    assert_eq!(
+        ready,
+        [
+            format!(
+                "pid {}: SIGINT is ignored; counting down 2 seconds",
+                program.pid
+            ),
+            "2".to_string()
+        ]
+    );
+    assert_ne!(
+        ignored_signals(program.pid) & (1 << (libc::SIGINT - 1)),
+        0,
+        "SIGINT is not in the SigIgn mask"
+    );
+    program.signal(libc::SIGINT);
+    assert_eq!(program.lines(3)[2], "1");
+    program.signal(libc::SIGINT);
+    let (status, lines) = program.finish();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(
+        lines,
+        ready
+            .into_iter()
+            .chain(["1".into(), "done".into()])
+            .collect::<Vec<_>>()
+    );
+}
