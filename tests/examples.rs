@@ -8,6 +8,7 @@
 
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
 
 use mpecho_testkit::{ChildGuard, Collected, example, send_signal};
 
@@ -129,5 +130,51 @@ fn sigaction_ignore_counts_down_through_sigint_and_exits_0() {
             .into_iter()
             .chain(["1".into(), "done".into()])
             .collect::<Vec<_>>()
+    );
+}
+
+/// With one second between alarms and two alarms, `Time out` comes once
+/// per alarm, the second after the loop re-armed it, and the program exits
+/// 0 no sooner than two seconds after it started.
+#[test]
+fn alarm_timeout_prints_time_out_at_every_alarm_then_exits_0() {
+    let started = Instant::now();
+    let mut program = Running::start("alarm_timeout", &["--interval", "1", "--count", "2"]);
+    let (status, lines) = program.finish();
+    let took = started.elapsed();
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert_eq!(
+        lines,
+        [
+            format!(
+                "pid {}: `Time out` every 1 s, 2 times; Ctrl-C stops it",
+                program.pid
+            ),
+            "Time out".to_string(),
+            "Time out".to_string(),
+            "2 alarms: done".to_string(),
+        ]
+    );
+    assert!(
+        took >= Duration::from_secs(2),
+        "two one-second alarms in a row took {took:?}"
+    );
+}
+
+/// SIGINT stops the program long before its first alarm: it says how many
+/// alarms it had and exits 130 (128 + SIGINT).
+#[test]
+fn alarm_timeout_stops_at_sigint() {
+    let mut program = Running::start("alarm_timeout", &["--interval", "60"]);
+    let ready = program.lines(1);
+    program.signal(libc::SIGINT);
+    let (status, lines) = program.finish();
+    assert_eq!(status.code(), Some(130), "{status}");
+    assert_eq!(
+        lines,
+        [
+            ready[0].clone(),
+            "SIGINT: stopped after 0 of 5 alarms".to_string()
+        ]
     );
 }
