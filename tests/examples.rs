@@ -10,7 +10,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use mpecho_testkit::{ChildGuard, Collected, example, send_signal};
+use mpecho_testkit::{
+    ChildGuard, Collected, Subreaper, children_of, example, reap_adopted, send_signal,
+};
 
 /// An example program under test: its standard output read as it comes,
 /// and the process killed and reaped on drop if it still runs.
@@ -176,5 +178,97 @@ fn alarm_timeout_stops_at_sigint() {
             ready[0].clone(),
             "SIGINT: stopped after 0 of 5 alarms".to_string()
         ]
+    );
+}
+
+/// What each child of `reap_children` is meant to do (its `forked` line)
+/// and how it must be reported reaped, in the order they are forked.
+const CHILDREN: [(&str, &str); 5] = [
+    ("exit with status 0", "exited with status 0"),
+    ("exit with status 1", "exited with status 1"),
+    ("exit with status 42", "exited with status 42"),
+    ("be killed by SIGTERM", "killed by SIGTERM"),
+    ("be killed by SIGKILL", "killed by SIGKILL"),
+];
+
+/// The pids and plans of the `forked child PID: it will PLAN` lines.
+fn forked_children(lines: &[String]) -> Vec<(i32, String)> {
+    lines
+        .iter()
+        .filter_map(|line| {
+            let (pid, plan) = line
+                .strip_prefix("forked child ")?
+                .split_once(": it will ")?;
+            Some((pid.parse().expect("a pid"), plan.to_string()))
+        })
+        .collect()
+}
+
+/// Five children released by one pipe end in the same instant, their
+/// SIGCHLDs coalescing; every one is reaped and reported once with its own
+/// exit status or signal, and the program sees no child left at the end.
+#[test]
+fn reap_children_reports_every_child_of_a_simultaneous_end() {
+    let mut program = Running::start("reap_children", &[]);
+    let (status, lines) = program.finish();
+    assert_eq!(status.code(), Some(0), "{status}: {lines:#?}");
+    assert_eq!(lines.len(), 14, "{lines:#?}");
+    assert_eq!(lines[0], format!("pid {}: forking 5 children", program.pid));
+    let forked = forked_children(&lines[1..6]);
+    let plans: Vec<&str> = forked.iter().map(|(_, plan)| plan.as_str()).collect();
+    assert_eq!(plans, CHILDREN.map(|(plan, _)| plan));
+    assert_eq!(lines[6], "starting them all at once");
+    // Reaped in whatever order they ended: each pid once, as planned.
+    let mut reaped: Vec<&str> = lines[7..12].iter().map(String::as_str).collect();
+    reaped.sort_unstable();
+    let mut expected: Vec<String> = forked
+        .iter()
+        .zip(CHILDREN)
+        .map(|((pid, _), (_, end))| format!("reaped child {pid}: {end}"))
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(reaped, expected);
+    let wakeups: usize = lines[12]
+        .strip_prefix("all 5 children reaped after ")
+        .and_then(|rest| rest.strip_suffix(" SIGCHLD wake-up(s)"))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("not the summary line: {:?}", lines[12]));
+    assert!(
+        (1..=5).contains(&wakeups),
+        "{wakeups} wake-ups for 5 children"
+    );
+    assert_eq!(
+        lines[13],
+        "waitpid(-1): ECHILD, no child is left, so no zombie either"
+    );
+}
+
+/// No child outlives the program, not even as a zombie: the test, made a
+/// child subreaper, would adopt whatever child the program left behind
+/// when it exited, and it adopts none of them.
+#[test]
+fn reap_children_leaves_no_zombie_behind() {
+    let _subreaper = Subreaper::become_one();
+    let mut program = Running::start("reap_children", &[]);
+    let (status, lines) = program.finish();
+    assert_eq!(status.code(), Some(0), "{status}: {lines:#?}");
+    let forked: Vec<i32> = forked_children(&lines)
+        .into_iter()
+        .map(|(pid, _)| pid)
+        .collect();
+    assert_eq!(forked.len(), 5, "{lines:#?}");
+    // The program has exited and been reaped: its children were handed
+    // over during its exit, before that.
+    let me = i32::try_from(std::process::id()).expect("a pid fits in an i32");
+    let adopted: Vec<(i32, char)> = children_of(me)
+        .into_iter()
+        .filter(|(pid, _)| forked.contains(pid))
+        .collect();
+    for &(pid, _) in &adopted {
+        reap_adopted(pid, Duration::from_secs(1));
+    }
+    assert!(
+        adopted.is_empty(),
+        "children left behind, adopted by the test (pid, state): {adopted:?}"
     );
 }
