@@ -10,7 +10,8 @@
 //! for a before/after comparison).
 //!
 //! The worker executable is found beside whichever mpecho that is
-//! ([`worker_bin`]), as `mpecho serve` finds it.
+//! ([`worker_bin`]), as `mpecho serve` finds it. The root package's
+//! examples are in `examples/` of that same directory ([`example`]).
 //!
 //! Never fall back to `PATH`: a test must not silently run some other
 //! installed mpecho.
@@ -22,9 +23,10 @@ use std::sync::OnceLock;
 /// the one cargo built next to the tests.
 pub const MPECHO_BIN: &str = "MPECHO_BIN";
 
-/// The binary `name` of the package under test, next to the running test
-/// executable; panics saying how to build it when it is missing.
-pub fn binary(name: &str) -> PathBuf {
+/// The directory of the package's binaries (`target/<triple>/<profile>/`):
+/// the one holding the running test executable, or its parent when that is
+/// `deps/`.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("find the path of the running test executable");
     let mut dir = exe
         .parent()
@@ -33,12 +35,40 @@ pub fn binary(name: &str) -> PathBuf {
     if dir.ends_with("deps") {
         dir.pop();
     }
-    let path = dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    dir
+}
+
+/// The binary `name` of the package under test, next to the running test
+/// executable; panics saying how to build it when it is missing.
+pub fn binary(name: &str) -> PathBuf {
+    let path = profile_dir().join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     assert!(
         path.is_file(),
         "there is no `{name}` binary at {}: cargo builds it before the tests of the package \
          that defines it; from elsewhere, build it first with `cargo build --bin {name}` \
          (`--release` for benches), or set {MPECHO_BIN} to an mpecho executable",
+        path.display()
+    );
+    path
+}
+
+/// The example program `name` of the package under test
+/// (`examples/NAME.rs`, built into `examples/` beside its binaries); panics
+/// saying how to build it when it is missing.
+///
+/// Cargo builds the examples for a plain `cargo test`, but not for `cargo
+/// test --test NAME`: after changing an example, `cargo build --examples`
+/// before running one test target alone, or the test runs the example as
+/// it was last built.
+pub fn example(name: &str) -> PathBuf {
+    let path = profile_dir()
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        path.is_file(),
+        "there is no example `{name}` at {}: a plain `cargo test` builds the examples \
+         before it runs the tests; before `cargo test --test NAME`, build them with \
+         `cargo build --examples`",
         path.display()
     );
     path

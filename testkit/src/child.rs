@@ -10,12 +10,13 @@ use std::io::{Read, Write};
 use std::os::fd::RawFd;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
 
 use crate::bin::mpecho_bin;
-use crate::log::line_with;
+use crate::log::{line_with, whole_lines};
 use crate::process::send_signal;
 use crate::wait::{TIMEOUT, wait_for};
 
@@ -25,13 +26,18 @@ use crate::wait::{TIMEOUT, wait_for};
 pub struct ChildGuard(pub Child);
 
 impl ChildGuard {
+    /// Waits up to `TIMEOUT` for the child to exit and reaps it.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        wait_for("the process to exit", TIMEOUT, || {
+            self.0.try_wait().ok().flatten()
+        })
+    }
+
     /// Waits up to `TIMEOUT` for the child to exit, then collects what it
     /// wrote to its piped stdout and stderr (read after exit: for output
     /// that fits in a pipe buffer).
     pub fn wait_output(&mut self) -> Output {
-        let status = wait_for("the process to exit", TIMEOUT, || {
-            self.0.try_wait().ok().flatten()
-        });
+        let status = self.wait_exit();
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         if let Some(mut out) = self.0.stdout.take() {
@@ -64,7 +70,11 @@ impl Drop for ChildGuard {
 /// and the child never blocks on a full pipe. The thread ends when the
 /// pipe closes (the child and whatever inherited the pipe have exited).
 #[derive(Clone, Default)]
-pub struct Collected(Arc<Mutex<String>>);
+pub struct Collected {
+    text: Arc<Mutex<String>>,
+    /// Set by the thread when the pipe has closed: nothing more will come.
+    closed: Arc<AtomicBool>,
+}
 
 impl Collected {
     /// Starts collecting what `pipe` delivers.
@@ -77,21 +87,41 @@ impl Collected {
                 if n == 0 {
                     break;
                 }
-                sink.0
+                sink.text
                     .lock()
                     .unwrap_or_else(PoisonError::into_inner)
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
+            sink.closed.store(true, Ordering::Release);
         });
         collected
     }
 
     /// Everything collected so far.
     pub fn text(&self) -> String {
-        self.0
+        self.text
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// Waits (at most `TIMEOUT`) until the pipe has closed (the child and
+    /// whatever inherited the pipe have exited), and returns all it
+    /// delivered.
+    pub fn wait_for_close(&self) -> String {
+        wait_for("the pipe to close", TIMEOUT, || {
+            self.closed.load(Ordering::Acquire).then(|| self.text())
+        })
+    }
+
+    /// Waits (at most `TIMEOUT`) until the text has at least `count` whole
+    /// lines (each ended by a newline), and returns every whole line so far.
+    pub fn wait_for_lines(&self, count: usize) -> Vec<String> {
+        wait_for(&format!("{count} lines"), TIMEOUT, || {
+            let text = self.text();
+            let lines: Vec<String> = whole_lines(&text).lines().map(str::to_string).collect();
+            (lines.len() >= count).then_some(lines)
+        })
     }
 
     /// Waits (at most `TIMEOUT`) until the text has a line containing

@@ -8,7 +8,7 @@
 //! leave a process behind (whatever it starts is stopped and reaped on
 //! drop), or run an mpecho other than the one `bin.rs` decides on.
 //!
-//! - `bin.rs`: where the binaries are (`MPECHO_BIN` overrides);
+//! - `bin.rs`: where the binaries and examples are (`MPECHO_BIN` overrides);
 //! - `wait.rs`: `wait_for`, `TIMEOUT`;
 //! - `server.rs`: `Server`, `ServerOptions`;
 //! - `child.rs`: `ChildGuard`, `run_mpecho`/`run_binary`, other processes
@@ -37,7 +37,7 @@ pub mod replay;
 pub mod server;
 pub mod wait;
 
-pub use bin::{MPECHO_BIN, binary, mpecho_bin, worker_bin};
+pub use bin::{MPECHO_BIN, binary, example, mpecho_bin, worker_bin};
 pub use child::{
     ChildGuard, Collected, pass_as_descriptor_3, run_binary, run_mpecho, setpriv_available,
 };
