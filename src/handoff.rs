@@ -23,8 +23,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 pub use mpecho_handoff::{
-    CLIENT_FD, FIRST_FREE_FD, HANDOFF_VERSION, IdleTimeout, LOG_FD, VERSION, VERSION_OPTION,
-    VersionLine, WORKER_NAME, WORKER_PROGRAM, WorkerArgs, WorkerExit,
+    CLIENT_FD, DO_NOTHING_OPTION, FIRST_FREE_FD, HANDOFF_VERSION, IdleTimeout, LOG_FD, VERSION,
+    VERSION_OPTION, VersionLine, WORKER_NAME, WORKER_PROGRAM, WorkerArgs, WorkerExit,
 };
 
 use crate::sys;
@@ -48,6 +48,15 @@ pub fn worker_argv(args: &WorkerArgs) -> io::Result<Vec<CString>> {
     for option in options {
         argv.push(sys::c_string(option)?);
     }
+    Ok(argv)
+}
+
+/// The do-nothing worker's argument vector (measuring only; see
+/// [`DO_NOTHING_OPTION`]): the option first, where the worker looks for
+/// it before anything else, then the usual options, unread.
+pub fn do_nothing_argv(args: &WorkerArgs) -> io::Result<Vec<CString>> {
+    let mut argv = worker_argv(args)?;
+    argv.insert(1, sys::c_string(DO_NOTHING_OPTION)?);
     Ok(argv)
 }
 

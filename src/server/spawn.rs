@@ -17,7 +17,7 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
 use crate::handoff::{self, CLIENT_FD, FIRST_FREE_FD, LOG_FD, WorkerArgs};
-use crate::log::{Level, debug, info};
+use crate::log::{Level, debug, info, warning};
 use crate::net::display_addr;
 use crate::sys::{self, Argv, SpawnTemplate, pid_t};
 
@@ -55,11 +55,19 @@ impl Spawner {
         settings: &WorkerSettings,
         reset_signals: Vec<libc::c_int>,
     ) -> Result<Spawner, WorkerExeError> {
-        let argv = handoff::worker_argv(&WorkerArgs {
+        let args = WorkerArgs {
             log_level: settings.log_level,
             log_fd: log_fd.map(|_| LOG_FD),
             idle_timeout: settings.idle_timeout,
-        })
+        };
+        let argv = if settings.do_nothing {
+            warning!(
+                "workers do nothing (--do-nothing-workers): every connection is closed unserved"
+            );
+            handoff::do_nothing_argv(&args)
+        } else {
+            handoff::worker_argv(&args)
+        }
         .map_err(WorkerExeError::Argv)?;
         let path = worker_exe::locate(settings.executable.as_deref())?;
         let program = worker_exe::open(&path)?;
