@@ -95,9 +95,10 @@ impl Master {
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
-        let spawner = Spawner::new(log_fd, &config.worker, reset).map_err(ServeError::Spawner)?;
+        let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
+        let spawner =
+            Spawner::new(log_fd, &config.worker, reset, addr).map_err(ServeError::Spawner)?;
         let acceptor = Acceptor::new(listener);
-        let addr = acceptor.local_addr().map_err(ServeError::LocalAddr)?;
         let listener = Listener::open(acceptor, &epoll, LISTENER).map_err(ServeError::Epoll)?;
         let mut metrics = metrics
             .map(|socket| Endpoint::open(socket, &epoll))

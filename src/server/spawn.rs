@@ -3,8 +3,9 @@
 //! logging to a file) the log on 4, as `handoff.rs` defines; then watching
 //! it through a pidfd and entering it in the workers table.
 //!
-//! The argument vector and environment are built once at boot, so a spawn
-//! allocates little but the kernel's work. `sys::SpawnTemplate` uses a
+//! The argument vector and environment are built once at boot, and the
+//! connection's variables are written into a buffer of the spawner's, so a
+//! spawn allocates nothing: what it costs is the kernel's work. `sys::SpawnTemplate` uses a
 //! vfork-style clone, so neither the master's page tables nor its
 //! descriptor table are copied per connection.
 //! This module never keeps the client's descriptor: the caller closes its
@@ -16,7 +17,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use crate::handoff::{self, CLIENT_FD, FIRST_FREE_FD, LOG_FD, WorkerArgs};
+use crate::handoff::{self, CLIENT_FD, ConnectionEnv, FIRST_FREE_FD, LOG_FD, WorkerArgs};
 use crate::log::{Level, debug, info, warning};
 use crate::net::display_addr;
 use crate::sys::{self, Argv, SpawnTemplate, pid_t};
@@ -41,6 +42,8 @@ pub struct Spawner {
     log_fd: Option<BorrowedFd<'static>>,
     /// Where pidfds are placed (see PIDFD_BASE).
     pidfd_base: i32,
+    /// The per-spawn variables, written into one buffer.
+    env: ConnectionEnv,
 }
 
 impl Spawner {
@@ -49,11 +52,13 @@ impl Spawner {
     /// log file, `None` when logging to the inherited stderr).
     ///
     /// `reset_signals` are the signals the master handles or ignores, which
-    /// the worker must start with at their defaults.
+    /// the worker must start with at their defaults; `listener` is the
+    /// listening socket's address (see `ConnectionEnv`).
     pub fn new(
         log_fd: Option<BorrowedFd<'static>>,
         settings: &WorkerSettings,
         reset_signals: Vec<libc::c_int>,
+        listener: SocketAddr,
     ) -> Result<Spawner, WorkerExeError> {
         let args = WorkerArgs {
             log_level: settings.log_level,
@@ -78,6 +83,7 @@ impl Spawner {
             argv: Argv::new(argv),
             log_fd,
             pidfd_base: pidfd_base(),
+            env: ConnectionEnv::new(display_addr(listener)),
         })
     }
 
@@ -95,7 +101,9 @@ impl Spawner {
         } else {
             client.as_fd()
         };
-        let env = handoff::connection_env(peer, display_addr(client.local_addr()?))?;
+        let env = self
+            .env
+            .describe(peer, || client.local_addr().map(display_addr))?;
         match self.log_fd {
             Some(log) => {
                 self.template
