@@ -603,9 +603,9 @@ sigterm_test() {
 for s in "${ALL_SERVERS[@]}"; do
 	log "starting ${LABEL[$s]}"
 	if start_server "$s"; then
-		log "  ${LABEL[$s]} is serving echo on ${ADDR[$s]} (pid ${PID[$s]})"
+		log "  ${LABEL[$s]} is serving on ${ADDR[$s]} (pid ${PID[$s]})"
 	else
-		fail "${LABEL[$s]} did not start or does not echo (log: $(tail -n 3 "$TMP/$s.log" 2>/dev/null | tr '\n' ' '))"
+		fail "${LABEL[$s]} did not start or does not serve (log: $(tail -n 3 "$TMP/$s.log" 2>/dev/null | tr '\n' ' '))"
 		stop_server "$s"
 	fi
 done

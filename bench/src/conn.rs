@@ -318,8 +318,7 @@ impl Conn {
             Phase::Closed => Ok(Step::Pending),
             Phase::Connecting => self.finish_connect(&stream),
             Phase::Echoing => self.exchange(&mut stream, scratch),
-            Phase::Idle => self.check_idle(&mut stream, scratch),
-            Phase::AwaitingClose => self.await_close(&mut stream, scratch),
+            Phase::Idle | Phase::AwaitingClose => self.check_idle(&mut stream, scratch),
         };
         match step {
             Ok(step) => {
@@ -449,37 +448,21 @@ impl Conn {
         })
     }
 
-    /// A connection awaiting the server's close is readable: the close
-    /// (end of file) completes it; a byte is unasked for and fails it.
-    fn await_close(&mut self, stream: &mut TcpStream, scratch: &mut [u8]) -> Result<Step, Failure> {
+    /// An idle connection, or one awaiting the server's close, is
+    /// readable: the server sent something unasked for (always an error),
+    /// or closed it, which completes a connection awaiting that and ends
+    /// an idle one's usefulness.
+    fn check_idle(&mut self, stream: &mut TcpStream, scratch: &mut [u8]) -> Result<Step, Failure> {
         let conn = self.id;
         loop {
             return match stream.read(scratch) {
-                Ok(0) => {
+                Ok(0) if self.phase == Phase::AwaitingClose => {
                     self.phase = Phase::Idle;
                     self.deadline = None;
                     Ok(Step::Closed {
                         since_connect: self.connect_started.elapsed(),
                     })
                 }
-                Ok(bytes) => Err(Failure::Unsolicited { conn, bytes }),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Pending),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(error) => Err(Failure::Io {
-                    conn,
-                    seq: self.seq,
-                    error,
-                }),
-            };
-        }
-    }
-
-    /// An idle connection is readable: the server sent something unasked
-    /// for, or closed it. Either ends the connection's usefulness.
-    fn check_idle(&mut self, stream: &mut TcpStream, scratch: &mut [u8]) -> Result<Step, Failure> {
-        let conn = self.id;
-        loop {
-            return match stream.read(scratch) {
                 Ok(0) => Err(Failure::IdleEof { conn }),
                 Ok(bytes) => Err(Failure::Unsolicited { conn, bytes }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Pending),

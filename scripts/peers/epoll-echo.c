@@ -19,9 +19,7 @@
  * connection's memory beyond its one buffer. Runs until SIGTERM/SIGINT.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +27,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "peer.h"
 
 /* The same echo buffer as mpecho's worker, allocated per connection only
  * while an echo is pending (a client that reads everything at once never
@@ -42,8 +42,6 @@ struct conn {
 	char *buf;
 };
 
-static volatile sig_atomic_t stop;
-static void on_stop(int sig) { (void)sig; stop = 1; }
 
 static void drop(int ep, struct conn *c)
 {
@@ -111,32 +109,7 @@ static void on_writable(int ep, struct conn *c)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: %s PORT\n", argv[0]);
-		return 2;
-	}
-	char *end;
-	long port = strtol(argv[1], &end, 10);
-	if (*end || port < 1 || port > 65535) {
-		fprintf(stderr, "%s: bad port %s\n", argv[0], argv[1]);
-		return 2;
-	}
-	struct sigaction sa = { 0 };
-	sigemptyset(&sa.sa_mask);
-	sa.sa_handler = on_stop;
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-
-	int listener = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	int one = 1;
-	setsockopt(listener, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-	struct sockaddr_in addr = { .sin_family = AF_INET, .sin_port = htons((unsigned short)port) };
-	addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	if (listener < 0 || bind(listener, (struct sockaddr *)&addr, sizeof addr) < 0 ||
-	    listen(listener, 1024) < 0) {
-		perror("epoll-echo: listen on 127.0.0.1");
-		return 1;
-	}
+	int listener = peer_start(argc, argv, SOCK_NONBLOCK | SOCK_CLOEXEC);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	/* The listener is the one event whose data is NULL. */
 	struct epoll_event lev = { .events = EPOLLIN, .data.ptr = NULL };
@@ -145,7 +118,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	struct epoll_event events[EVENTS];
-	while (!stop) {
+	while (!peer_stop) {
 		int n = epoll_wait(ep, events, EVENTS, -1);
 		for (int i = 0; i < n; i++) {
 			struct conn *c = events[i].data.ptr;
