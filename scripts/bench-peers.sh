@@ -4,12 +4,19 @@
 #   - ucspi-tcp's tcpserver running cat
 #   - openbsd-inetd's built-in echo (a generated configuration)
 #   - socat fork + EXEC:cat
-# The same `mpecho-bench` scenarios run against each (churn, steady, hold, each
-# RUNS times, medians reported), plus `mpecho-bench spawn-probe` once, the PSS
-# of each server's whole process tree while it holds N connections, the
-# latency of one new connection with none and with N held, and, for mpecho,
-# how long SIGTERM takes with N workers held. One table on standard output,
-# progress on standard error. See docs/BENCHMARKS.md.
+#   - the textbook C fork server (scripts/peers/fork-echo.c, built here)
+#   - a single-process epoll server (scripts/peers/epoll-echo.c, built here)
+# and mpecho's ceiling: a second mpecho master whose workers do nothing
+# (`serve --do-nothing-workers`), churned with `churn --expect-close`: the
+# same accept, spawn, exec, exit and reap with no echo work.
+# The same `mpecho-bench` scenarios run against each (churn -c 16 and -c 1,
+# steady -c 10 and -c STEADY, hold, each RUNS times, interleaved, medians
+# reported), plus `mpecho-bench spawn-probe` once, the PSS of each server's
+# whole process tree while it holds N connections, the latency of one new
+# connection with none and with N held, and, for mpecho, how long SIGTERM
+# takes with N workers held. One table on standard output, with issue 10's
+# targets checked below it; progress on standard error. See
+# docs/BENCHMARKS.md.
 #
 # Exit status: 0 everything ran (and mpecho counted no error), 1 something
 # failed to run (a server did not start or died, a bench produced no report or
@@ -24,6 +31,7 @@ Usage: scripts/bench-peers.sh [--quick] [--runs N] [--duration SECS]
                               [--probe-secs SECS] [--keep DIR]
 
   --quick                  a fast check: 1 run, 1 s scenarios, steady -c 100, hold -c 200
+                           (steady -c 10 and churn -c 1 always run; so does the ceiling)
   --runs N                 runs of each scenario per server, medians reported (default 3)
   --duration SECS          churn and steady duration (default 5)
   --steady-connections N   steady's connections (default 1000)
@@ -79,8 +87,12 @@ done
 ((HOLD_N <= 19000)) || bad_usage "--hold is at most 19000 (every server is limited to 20000 connections)"
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-SERVERS=(mpecho tcpserver inetd socat)
-declare -A PID=() ADDR=() LABEL=([mpecho]="mpecho" [tcpserver]="tcpserver+cat" [inetd]="inetd echo" [socat]="socat+cat")
+# The echo servers, in the table's column order; the ceiling is started and
+# stopped with them but runs only the churns (it echoes nothing).
+SERVERS=(mpecho inetd fork epoll tcpserver socat)
+ALL_SERVERS=("${SERVERS[@]}" ceiling)
+declare -A PID=() ADDR=() LABEL=([mpecho]="mpecho" [tcpserver]="tcpserver+cat" [inetd]="inetd echo" [socat]="socat+cat"
+	[fork]="C fork server" [epoll]="C epoll server" [ceiling]="mpecho do-nothing")
 BG=()
 FAILURES=0
 TMP=""
@@ -216,7 +228,7 @@ cleanup() {
 	trap - EXIT INT TERM HUP
 	set +e
 	for p in "${BG[@]}"; do stop_job "$p"; done
-	for s in "${SERVERS[@]}"; do stop_server "$s"; done
+	for s in "${ALL_SERVERS[@]}"; do stop_server "$s"; done
 	if [[ -n $KEEP_DIR && -n $TMP && -d $TMP ]]; then
 		mkdir -p "$KEEP_DIR" && cp -r "$TMP"/. "$KEEP_DIR"/ && log "raw reports and logs kept in $KEEP_DIR"
 	fi
@@ -245,6 +257,7 @@ have socat || missing+=(socat)
 have inetd || [[ -x /usr/sbin/inetd ]] || missing+=(openbsd-inetd)
 have jq || missing+=(jq)
 have timeout || missing+=(coreutils)
+have cc || missing+=(gcc libc6-dev)
 if ((${#missing[@]})); then
 	log "installing ${missing[*]} with apt-get"
 	export DEBIAN_FRONTEND=noninteractive
@@ -259,12 +272,17 @@ log "building mpecho and mpecho-bench (cargo build --release --workspace)"
 built=${CARGO_TARGET_DIR:-$ROOT/target}/x86_64-unknown-linux-gnu/release
 [[ -x $built/mpecho ]] || die "no binary at $built/mpecho after the build"
 [[ -x $built/mpecho-bench ]] || die "no binary at $built/mpecho-bench after the build"
-# Private copies: a rebuild while this runs must not change what is measured.
+# Private copies: a rebuild while this runs must not change what is measured
+# (mpecho carries its own worker).
 MPECHO=$TMP/mpecho
 MPECHO_BENCH=$TMP/mpecho-bench
 cp "$built/mpecho" "$MPECHO"
 cp "$built/mpecho-bench" "$MPECHO_BENCH"
 MPECHO_VERSION=$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')
+for peer in fork-echo epoll-echo; do
+	cc -O2 -Wall -o "$TMP/$peer" "$ROOT/scripts/peers/$peer.c" 2>"$TMP/$peer.cc.log" ||
+		die "cc -O2 scripts/peers/$peer.c failed$(printf '\n'; tail -n 20 "$TMP/$peer.cc.log")"
+done
 
 # Descriptors: the hold client needs N + a few. Raising the hard limit needs
 # CAP_SYS_RESOURCE; without it the soft limit goes to the hard one.
@@ -309,22 +327,43 @@ wait_port() {
 	return 1
 }
 
-start_server() {
+# start_mpecho NAME [SERVE OPTIONS...]: an mpecho master on a port the
+# kernel picks, ready once it printed its `listening on ADDR` line.
+start_mpecho() {
 	local name=$1 i line=""
+	shift
+	: >"$TMP/$name.out"
+	"$MPECHO" serve -l 127.0.0.1:0 --log-level warn --monitor-interval 0 --max-workers 20000 "$@" \
+		</dev/null >"$TMP/$name.out" 2>>"$TMP/$name.log" &
+	PID[$name]=$!
+	for ((i = 0; i < 200; i++)); do
+		line=$(head -n 1 "$TMP/$name.out")
+		[[ -n $line ]] && break
+		gone "${PID[$name]}" && break
+		sleep 0.05
+	done
+	[[ $line == "listening on "* ]] || return 1
+	ADDR[$name]=${line#listening on }
+}
+
+start_server() {
+	local name=$1
 	case $name in
-	mpecho)
-		: >"$TMP/mpecho.out"
-		"$MPECHO" serve -l 127.0.0.1:0 --log-level warn --monitor-interval 0 --max-workers 20000 \
-			</dev/null >"$TMP/mpecho.out" 2>>"$TMP/mpecho.log" &
-		PID[mpecho]=$!
-		for ((i = 0; i < 200; i++)); do
-			line=$(head -n 1 "$TMP/mpecho.out")
-			[[ -n $line ]] && break
-			gone "${PID[mpecho]}" && break
-			sleep 0.05
-		done
-		[[ $line == "listening on "* ]] || return 1
-		ADDR[mpecho]=${line#listening on }
+	mpecho) start_mpecho mpecho || return 1 ;;
+	ceiling)
+		start_mpecho ceiling --do-nothing-workers || return 1
+		# Ready means it closes: one connection, closed with nothing sent.
+		timeout -k 2 30 "$MPECHO_BENCH" churn --target "${ADDR[ceiling]}" -c 1 --duration 0.1 --expect-close --json \
+			>"$RAW/ready.ceiling.json" 2>"$RAW/ready.ceiling.err" || return 1
+		[[ $(jq -r '.completed > 0 and .errors.total == 0' "$RAW/ready.ceiling.json" 2>/dev/null) == true ]]
+		return
+		;;
+	fork | epoll)
+		pick_port || return 1
+		"$TMP/$name-echo" "$FREE_PORT" </dev/null >>"$TMP/$name.log" 2>&1 &
+		PID[$name]=$!
+		ADDR[$name]=127.0.0.1:$FREE_PORT
+		wait_port "$name" "$FREE_PORT" || return 1
 		;;
 	tcpserver)
 		pick_port || return 1
@@ -417,12 +456,24 @@ wait_drained() {
 	log "warning: $s still has $((t - 1)) processes 60 s after the clients left"
 }
 
-# Waits until server $1 has at least $2 direct children and its tree stopped
-# growing; gives up after $3 seconds or when background job $4 has ended.
+# The sockets process $1 has open, listener included.
+open_sockets() {
+	find "/proc/$1/fd" -lname 'socket:*' 2>/dev/null | wc -l
+}
+
+# Waits until server $1 holds at least $2 connections (direct children; for
+# the single-process epoll server, its open sockets besides the listener)
+# and that stopped growing; gives up after $3 seconds or when background
+# job $4 has ended.
 wait_held() {
 	local root=${PID[$1]} n=$2 limit=$3 job=$4 start=$SECONDS d t prev=-1
 	while :; do
-		read -r d t < <(tree_counts "$root")
+		if [[ $1 == epoll ]]; then
+			d=$(($(open_sockets "$root") - 1))
+			t=$d
+		else
+			read -r d t < <(tree_counts "$root")
+		fi
 		if ((d >= n)); then
 			((t == prev)) && return 0
 			prev=$t
@@ -435,19 +486,22 @@ wait_held() {
 
 # ------------------------------------------------------------------- phases
 
-run_simple() { # SCENARIO SERVER REP CONNECTIONS
-	local sc=$1 s=$2 rep=$3 c=$4 out limit
+# METRIC names the figures recorded (churn, churn1, steady10, ...); the
+# ceiling's churns send nothing and wait for the close (--expect-close).
+run_simple() { # SCENARIO METRIC SERVER REP CONNECTIONS
+	local sc=$1 metric=$2 s=$3 rep=$4 c=$5 out limit extra=()
 	ensure_up "$s" || return 0
-	out=$RAW/$sc.$s.$rep.json
+	[[ $s == ceiling ]] && extra=(--expect-close)
+	out=$RAW/$metric.$s.$rep.json
 	limit=$(awk -v d="$DURATION" -v c="$c" 'BEGIN { printf "%d", d + 0.01 * c + 60 }')
 	log "$sc -c $c against ${LABEL[$s]} (run $rep of $RUNS)"
-	if run_bench "$out" "$limit" "$sc" --target "${ADDR[$s]}" -c "$c" --size "$SIZE" --duration "$DURATION" --timeout 10; then
-		rec "$s" "$sc" "$(jqn '.throughput_per_sec' "$out")"
-		rec "$s" "$sc.p50_ms" "$(jqn '.latency_us.p50 / 1000' "$out")"
+	if run_bench "$out" "$limit" "$sc" --target "${ADDR[$s]}" -c "$c" --size "$SIZE" --duration "$DURATION" --timeout 10 "${extra[@]}"; then
+		rec "$s" "$metric" "$(jqn '.throughput_per_sec' "$out")"
+		rec "$s" "$metric.p50_ms" "$(jqn '.latency_us.p50 / 1000' "$out")"
 		rec "$s" errors "$(jqn '.errors.total' "$out")"
-		rec "$s" "$sc.cpu_us" "$(jqn '.cpu.per_op_us' "$out")"
+		rec "$s" "$metric.cpu_us" "$(jqn '.cpu.per_op_us' "$out")"
 	else
-		fail "$sc against $s, run $rep"
+		fail "$sc -c $c against $s, run $rep"
 	fi
 	wait_drained "$s"
 }
@@ -544,12 +598,12 @@ sigterm_test() {
 
 # ------------------------------------------------------------------ the run
 
-for s in "${SERVERS[@]}"; do
+for s in "${ALL_SERVERS[@]}"; do
 	log "starting ${LABEL[$s]}"
 	if start_server "$s"; then
-		log "  ${LABEL[$s]} is serving echo on ${ADDR[$s]} (pid ${PID[$s]})"
+		log "  ${LABEL[$s]} is serving on ${ADDR[$s]} (pid ${PID[$s]})"
 	else
-		fail "${LABEL[$s]} did not start or does not echo (log: $(tail -n 3 "$TMP/$s.log" 2>/dev/null | tr '\n' ' '))"
+		fail "${LABEL[$s]} did not start or does not serve (log: $(tail -n 3 "$TMP/$s.log" 2>/dev/null | tr '\n' ' '))"
 		stop_server "$s"
 	fi
 done
@@ -563,10 +617,19 @@ else
 fi
 
 for ((rep = 1; rep <= RUNS; rep++)); do
-	for s in "${SERVERS[@]}"; do run_simple churn "$s" "$rep" "$CHURN_C"; done
+	for s in "${SERVERS[@]}" ceiling; do run_simple churn churn "$s" "$rep" "$CHURN_C"; done
 done
 for ((rep = 1; rep <= RUNS; rep++)); do
-	for s in "${SERVERS[@]}"; do run_simple steady "$s" "$rep" "$STEADY_C"; done
+	for s in "${SERVERS[@]}" ceiling; do run_simple churn churn1 "$s" "$rep" 1; done
+done
+# The ceiling's master is not needed past the churns: stopped, so that it
+# holds no memory or CPU while the others are measured.
+stop_server ceiling
+for ((rep = 1; rep <= RUNS; rep++)); do
+	for s in "${SERVERS[@]}"; do run_simple steady steady10 "$s" "$rep" 10; done
+done
+for ((rep = 1; rep <= RUNS; rep++)); do
+	for s in "${SERVERS[@]}"; do run_simple steady steady "$s" "$rep" "$STEADY_C"; done
 done
 for ((rep = 1; rep <= RUNS; rep++)); do
 	for s in "${SERVERS[@]}"; do run_hold "$s" "$rep"; done
@@ -585,16 +648,30 @@ ratio() {
 }
 runs_of() { values "$1" "$2" | awk -v d="$3" '{ printf "%s%.*f", (NR > 1 ? " / " : ""), d, $1 }'; }
 
-COLS="%-44s %-16s %9s %14s %11s %10s %12s %8s %8s\n"
+# Columns: the six servers (in SERVERS' order), then mpecho's figure divided
+# by each peer's.
+COLS="%-44s %-15s %8s %8s %8s %8s %9s %8s | %7s %7s %7s %7s %7s\n"
 row() { # LABEL UNIT METRIC DECIMALS [no-ratio]
-	local m t i s
+	local v=() r=() s m
+	for s in "${SERVERS[@]}"; do v+=("$(fmt "$(median "$s" "$3")" "$4")"); done
 	m=$(median mpecho "$3")
-	t=$(median tcpserver "$3")
-	i=$(median inetd "$3")
-	s=$(median socat "$3")
+	for s in "${SERVERS[@]:1}"; do
+		if [[ -n ${5:-} ]]; then r+=(""); else r+=("$(ratio "$m" "$(median "$s" "$3")")"); fi
+	done
 	# shellcheck disable=SC2059
-	printf "$COLS" "$1" "$2" "$(fmt "$m" "$4")" "$(fmt "$t" "$4")" "$(fmt "$i" "$4")" "$(fmt "$s" "$4")" \
-		"$( [[ -n ${5:-} ]] || ratio "$m" "$t")" "$( [[ -n ${5:-} ]] || ratio "$m" "$i")" "$( [[ -n ${5:-} ]] || ratio "$m" "$s")"
+	printf "$COLS" "$1" "$2" "${v[@]}" "${r[@]}"
+}
+
+# target LABEL VALUE UNIT GOAL(ge|le) THRESHOLD: one line of issue 10's targets.
+target() {
+	local verdict
+	if [[ $2 == - ]]; then
+		verdict="not measured"
+	else
+		verdict=$(awk -v v="$2" -v t="$5" -v op="$4" 'BEGIN {
+			ok = (op == "ge") ? (v >= t) : (v <= t); print (ok ? "met" : "MISSED") }')
+	fi
+	printf '  %-52s %9s %-4s %-12s %s\n' "$1" "$2" "$3" "$([[ $4 == ge ]] && printf '>= %s' "$5" || printf '<= %s' "$5")" "$verdict"
 }
 
 SOFT_N=$(ulimit -Sn)
@@ -604,8 +681,11 @@ HARD_N=$(ulimit -Hn)
 	printf 'mpecho vs peers, medians of %d runs (%s)\n' "$RUNS" "$(date -u +%Y-%m-%dT%H:%MZ)"
 	echo
 	# shellcheck disable=SC2059
-	printf "$COLS" "scenario" "unit" "mpecho" "tcpserver+cat" "inetd echo" "socat+cat" "m/tcpserver" "m/inetd" "m/socat"
+	printf "$COLS" "scenario" "unit" "mpecho" "inetd" "C fork" "C epoll" "tcpserver" "socat" "m/inetd" "m/fork" "m/epoll" "m/tcpsv" "m/socat"
 	row "churn -c $CHURN_C --size $SIZE" "conn/s" churn 0
+	row "churn -c 1 --size $SIZE" "conn/s" churn1 0
+	row "  churn -c 1 p50 (a fresh worker's round trip)" "ms (lower wins)" churn1.p50_ms 3
+	row "steady -c 10 --size $SIZE" "round trips/s" steady10 0
 	row "steady -c $STEADY_C --size $SIZE" "round trips/s" steady 0
 	row "hold -c $HOLD_N: survivors" "connections" hold_survivors 0
 	row "hold -c $HOLD_N: opened per second" "conn/s" hold_open_rate 0
@@ -620,39 +700,59 @@ HARD_N=$(ulimit -Hn)
 	row "  held / none held" "ratio" accept_ratio 2
 	for s in "${SERVERS[@]}"; do rec "$s" errors_total "$(total "$s" errors)"; done
 	row "errors counted, all runs" "count" errors_total 0 no-ratio
-	echo "(m/X: mpecho's figure divided by X's; medians of the runs)"
+	echo "(m/X: mpecho's figure divided by X's; medians of the runs. C fork: scripts/peers/fork-echo.c,"
+	echo " C epoll: scripts/peers/epoll-echo.c, tcpserver and socat run cat, inetd its built-in echo)"
+	echo
+	printf 'ceiling: mpecho serve --do-nothing-workers (workers close descriptor 3 and exit), churn --expect-close:\n'
+	printf '  -c %s: %s conn/s (runs %s), -c 1: %s conn/s (runs %s); errors %s\n' \
+		"$CHURN_C" "$(fmt "$(median ceiling churn)" 0)" "$(runs_of ceiling churn 0)" \
+		"$(fmt "$(median ceiling churn1)" 0)" "$(runs_of ceiling churn1 0)" "$(total ceiling errors)"
+	echo
+	echo "issue 10's targets (medians of this run):"
+	target "PSS per held connection, whole tree, $HOLD_N held" "$(median mpecho hold_pss_kb)" kB le 20
+	target "churn -c $CHURN_C, mpecho / inetd echo" "$(ratio "$(median mpecho churn)" "$(median inetd churn)")" x ge 2.0
+	target "churn -c $CHURN_C, mpecho / C fork server" "$(ratio "$(median mpecho churn)" "$(median fork churn)")" x ge 0.8
+	target "churn -c 1, mpecho / inetd echo" "$(ratio "$(median mpecho churn1)" "$(median inetd churn1)")" x ge 2.0
+	target "steady -c 10, mpecho / inetd echo" "$(ratio "$(median mpecho steady10)" "$(median inetd steady10)")" x ge 1.0
+	target "steady -c $STEADY_C, mpecho / inetd echo" "$(ratio "$(median mpecho steady)" "$(median inetd steady)")" x ge 1.0
+	printf '  %-52s %9s\n' "churn -c $CHURN_C as a fraction of the ceiling" "$(ratio "$(median mpecho churn)" "$(median ceiling churn)")"
+	printf '  %-52s %9s\n' "churn -c 1 as a fraction of the ceiling" "$(ratio "$(median mpecho churn1)" "$(median ceiling churn1)")"
 	echo
 	p1=$(median probe one)
 	p2=$(median probe two)
-	ceiling=$(awk -v a="${p1/-/0}" -v b="${p2/-/0}" 'BEGIN { print (a > b ? a : b) }')
-	printf 'spawn-probe: %s spawns/s with 1 in flight, %s with 2 in flight\n' "$(fmt "$p1" 0)" "$(fmt "$p2" 0)"
-	printf 'mpecho churn = %s of the spawn-probe ceiling (%s spawns/s); tcpserver+cat churn = %s of it\n' \
-		"$(ratio "$(median mpecho churn)" "$ceiling")" "$(fmt "$ceiling" 0)" "$(ratio "$(median tcpserver churn)" "$ceiling")"
+	printf 'spawn-probe (a static glibc `return 0` started by mpecho'"'"'s spawn, no server; a reference, not a ceiling):\n'
+	printf '  %s spawns/s with 1 in flight, %s with 2 in flight\n' "$(fmt "$p1" 0)" "$(fmt "$p2" 0)"
 	printf 'SIGTERM to mpecho holding %s workers: exited (status %s) %s s later, %s workers left alive\n' \
 		"$(median mpecho sigterm_workers)" "$(median mpecho sigterm_status)" "$(median mpecho sigterm_secs)" "$(median mpecho sigterm_left)"
 	echo
 	echo "per run:"
 	for s in "${SERVERS[@]}"; do
-		printf '  %-14s churn %s | steady %s | hold PSS kB/conn %s | survivors %s\n' "${LABEL[$s]}" \
-			"$(runs_of "$s" churn 0)" "$(runs_of "$s" steady 0)" "$(runs_of "$s" hold_pss_kb 1)" "$(runs_of "$s" hold_survivors 0)"
+		printf '  %-14s churn %s | churn -c 1 %s | steady -c 10 %s | steady %s | hold PSS kB/conn %s | survivors %s\n' "${LABEL[$s]}" \
+			"$(runs_of "$s" churn 0)" "$(runs_of "$s" churn1 0)" "$(runs_of "$s" steady10 0)" "$(runs_of "$s" steady 0)" \
+			"$(runs_of "$s" hold_pss_kb 1)" "$(runs_of "$s" hold_survivors 0)"
 	done
-	printf '  generator CPU per connection (churn), mpecho: %s µs\n' "$(fmt "$(median mpecho churn.cpu_us)" 1)"
+	printf '  generator CPU per connection (churn), mpecho: %s µs; against the ceiling: %s µs\n' \
+		"$(fmt "$(median mpecho churn.cpu_us)" 1)" "$(fmt "$(median ceiling churn.cpu_us)" 1)"
 	echo
-	printf 'machine: nproc %s, kernel %s, %s, %s MiB memory\n' "$(nproc)" "$(uname -sr)" \
-		"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)"
+	printf 'machine: nproc %s, kernel %s, %s, %s MiB memory, load average at the end %s\n' "$(nproc)" "$(uname -sr)" \
+		"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" \
+		"$(cut -d' ' -f1-3 /proc/loadavg)"
 	printf 'limits: ulimit -n %s (hard %s), ulimit -u %s, kernel.pid_max %s, net.core.somaxconn %s\n' \
 		"$SOFT_N" "$HARD_N" "$(ulimit -u)" "$PID_MAX" "$(cat /proc/sys/net/core/somaxconn)"
-	printf 'versions: mpecho %s, ucspi-tcp %s, openbsd-inetd %s, socat %s\n' \
+	printf 'versions: mpecho %s, ucspi-tcp %s, openbsd-inetd %s, socat %s, cc %s\n' \
 		"$MPECHO_VERSION" \
 		"$(dpkg-query -W -f '${Version}' ucspi-tcp 2>/dev/null || echo '?')" \
 		"$(dpkg-query -W -f '${Version}' openbsd-inetd 2>/dev/null || echo '?')" \
-		"$(dpkg-query -W -f '${Version}' socat 2>/dev/null || echo '?')"
+		"$(dpkg-query -W -f '${Version}' socat 2>/dev/null || echo '?')" \
+		"$(cc -dumpfullversion 2>/dev/null || cc -dumpversion 2>/dev/null || echo '?')"
 }
 
-mp_errors=$(total mpecho errors)
-if [[ $mp_errors != - ]] && ((mp_errors > 0)); then
-	fail "mpecho counted $mp_errors errors"
-fi
+for s in mpecho ceiling; do
+	mp_errors=$(total "$s" errors)
+	if [[ $mp_errors != - ]] && ((mp_errors > 0)); then
+		fail "${LABEL[$s]} counted $mp_errors errors"
+	fi
+done
 if ((FAILURES)); then
 	echo
 	echo "FAILED ($FAILURES):"

@@ -194,6 +194,13 @@ pub struct ServeArgs {
           value_parser = handoff::parse_idle_timeout)]
     pub idle_timeout: IdleTimeout,
 
+    /// Measuring only: every worker closes its connection and exits at
+    /// once, echoing nothing (`mpecho-worker --do-nothing`). The master's
+    /// whole path with no echo work, the ceiling of its churn
+    /// (docs/BENCHMARKS.md); hidden, since it serves no one.
+    #[arg(long, hide = true)]
+    pub do_nothing_workers: bool,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.
     /// 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`).
     /// Off by default.

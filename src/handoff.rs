@@ -11,20 +11,20 @@
 //! - the worker's command line as C strings ([`worker_argv`],
 //!   [`version_argv`]);
 //! - the environment: what is inherited ([`INHERITED_ENV`]) and how the
-//!   connection is described ([`connection_env`], the UCSPI variables);
+//!   connection is described ([`ConnectionEnv`], the UCSPI variables);
 //! - the worker program this executable carries ([`builtin_worker`]);
 //! - the `mpecho worker` subcommand's name ([`SUBCOMMAND`]).
 //!
 //! This module only defines and converts: it opens, spawns and logs nothing.
 
-use std::ffi::CString;
-use std::io;
+use std::ffi::{CStr, CString};
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::OwnedFd;
 
 pub use mpecho_handoff::{
-    CLIENT_FD, FIRST_FREE_FD, HANDOFF_VERSION, IdleTimeout, LOG_FD, VERSION, VERSION_OPTION,
-    VersionLine, WORKER_NAME, WORKER_PROGRAM, WorkerArgs, WorkerExit,
+    CLIENT_FD, DO_NOTHING_OPTION, FIRST_FREE_FD, HANDOFF_VERSION, IdleTimeout, LOG_FD, VERSION,
+    VERSION_OPTION, VersionLine, WORKER_NAME, WORKER_PROGRAM, WorkerArgs, WorkerExit,
 };
 
 use crate::sys;
@@ -36,7 +36,7 @@ pub const SUBCOMMAND: &str = "worker";
 
 /// The only variables a worker inherits from the master's environment: no
 /// secrets a service manager or shell may have set reach a connection's
-/// process (the connection itself is described by [`connection_env`]).
+/// process (the connection itself is described by [`ConnectionEnv`]).
 pub const INHERITED_ENV: [&str; 4] = ["PATH", "LANG", "LC_ALL", "TZ"];
 
 /// The complete argument vector the master execs a worker with:
@@ -48,6 +48,15 @@ pub fn worker_argv(args: &WorkerArgs) -> io::Result<Vec<CString>> {
     for option in options {
         argv.push(sys::c_string(option)?);
     }
+    Ok(argv)
+}
+
+/// The do-nothing worker's argument vector (measuring only; see
+/// [`DO_NOTHING_OPTION`]): the option first, where the worker looks for
+/// it before anything else, then the usual options, unread.
+pub fn do_nothing_argv(args: &WorkerArgs) -> io::Result<Vec<CString>> {
+    let mut argv = worker_argv(args)?;
+    argv.insert(1, sys::c_string(DO_NOTHING_OPTION)?);
     Ok(argv)
 }
 
@@ -90,16 +99,77 @@ pub fn inherited_env() -> Vec<CString> {
         .collect()
 }
 
+/// The variables that describe a connection, in order: always five.
+const CONNECTION_VARS: usize = 5;
+
+/// Room for the five variables with their NULs: the longest is
+/// `TCPREMOTEIP=` and an IPv6 address (12 + 39 + 1 bytes), so 256 bytes
+/// hold all five with room to spare.
+const CONNECTION_ENV_BYTES: usize = 256;
+
 /// The connection described the way UCSPI servers (`tcpserver`) do, so
-/// tools written for that interface find what they expect.
-pub fn connection_env(remote: SocketAddr, local: SocketAddr) -> io::Result<[CString; 5]> {
-    Ok([
-        sys::c_string("PROTO=TCP")?,
-        sys::c_string(format!("TCPREMOTEIP={}", remote.ip()))?,
-        sys::c_string(format!("TCPREMOTEPORT={}", remote.port()))?,
-        sys::c_string(format!("TCPLOCALIP={}", local.ip()))?,
-        sys::c_string(format!("TCPLOCALPORT={}", local.port()))?,
-    ])
+/// tools written for that interface find what they expect: `PROTO=TCP`,
+/// `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`, `TCPLOCALPORT`.
+///
+/// Written for every spawn into one buffer owned by the spawner, so that a
+/// connection costs no allocation and no formatting into `String`s
+/// (measured, see the commit that introduced it). The local address is
+/// the listener's when that is one address; only a listener on a wildcard
+/// address (`0.0.0.0`, `::`) needs the connection's own (`getsockname`).
+pub struct ConnectionEnv {
+    buf: [u8; CONNECTION_ENV_BYTES],
+    /// Where each variable ends in `buf`, just past its NUL.
+    ends: [usize; CONNECTION_VARS],
+    /// The local address of every connection, when the listener's says it.
+    fixed_local: Option<SocketAddr>,
+}
+
+impl ConnectionEnv {
+    /// For the connections of a listener bound to `listener` (as shown:
+    /// `net::display_addr`).
+    pub fn new(listener: SocketAddr) -> ConnectionEnv {
+        ConnectionEnv {
+            buf: [0; CONNECTION_ENV_BYTES],
+            ends: [0; CONNECTION_VARS],
+            fixed_local: (!listener.ip().is_unspecified()).then_some(listener),
+        }
+    }
+
+    /// Describes a connection from `remote`; `local` is asked for the
+    /// connection's local address only when the listener's is a wildcard.
+    /// The strings borrow this value until the next call.
+    pub fn describe(
+        &mut self,
+        remote: SocketAddr,
+        local: impl FnOnce() -> io::Result<SocketAddr>,
+    ) -> io::Result<[&CStr; CONNECTION_VARS]> {
+        let local = match self.fixed_local {
+            Some(addr) => addr,
+            None => local()?,
+        };
+        let mut out = &mut self.buf[..];
+        let room = out.len();
+        // `write!` into a slice fails (WriteZero) if the buffer were too
+        // small, which the bound above rules out.
+        for (end, entry) in self.ends.iter_mut().zip([
+            format_args!("PROTO=TCP\0"),
+            format_args!("TCPREMOTEIP={}\0", remote.ip()),
+            format_args!("TCPREMOTEPORT={}\0", remote.port()),
+            format_args!("TCPLOCALIP={}\0", local.ip()),
+            format_args!("TCPLOCALPORT={}\0", local.port()),
+        ]) {
+            out.write_fmt(entry)?;
+            *end = room - out.len();
+        }
+        let mut start = 0;
+        let mut vars: [&CStr; CONNECTION_VARS] = [c""; CONNECTION_VARS];
+        for (var, &end) in vars.iter_mut().zip(&self.ends) {
+            *var = CStr::from_bytes_with_nul(&self.buf[start..end])
+                .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+            start = end;
+        }
+        Ok(vars)
+    }
 }
 
 #[cfg(test)]
@@ -129,6 +199,40 @@ mod tests {
         );
         let parsed = WorkerArgs::parse(argv[1..].iter().map(|a| a.as_bytes()));
         assert_eq!(parsed.map(|a| a.log_fd), Ok(Some(LOG_FD)));
+    }
+
+    /// The five variables read as UCSPI defines them, for a listener on one
+    /// address (its own used) and on a wildcard (the connection's asked).
+    #[test]
+    fn a_connection_is_described_as_ucspi_does() {
+        let remote: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
+        let vars = |env: &mut ConnectionEnv| -> Vec<String> {
+            env.describe(remote, || Ok("10.0.0.1:9190".parse().unwrap()))
+                .unwrap()
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect()
+        };
+        let mut fixed = ConnectionEnv::new("127.0.0.1:9190".parse().unwrap());
+        assert_eq!(
+            vars(&mut fixed),
+            [
+                "PROTO=TCP",
+                "TCPREMOTEIP=2001:db8::1",
+                "TCPREMOTEPORT=40000",
+                "TCPLOCALIP=127.0.0.1",
+                "TCPLOCALPORT=9190"
+            ]
+        );
+        let mut wildcard = ConnectionEnv::new("0.0.0.0:9190".parse().unwrap());
+        assert_eq!(vars(&mut wildcard)[3], "TCPLOCALIP=10.0.0.1");
+        // The longest addresses fit.
+        let long: SocketAddr = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
+            .parse()
+            .unwrap();
+        let mut env = ConnectionEnv::new(long);
+        let all = env.describe(long, || unreachable!()).unwrap();
+        assert_eq!(all[3].to_bytes().len(), "TCPLOCALIP=".len() + 39);
     }
 
     #[test]

@@ -11,6 +11,11 @@
 //! (or time out): nothing is abandoned unverified, and the hard deadline
 //! bounds the wait whatever the server does.
 //!
+//! With `--expect-close` a loop sends nothing: its connection is complete
+//! when the server closes it with nothing sent back (the ceiling of a
+//! server whose workers do nothing), and its latency runs from connect()
+//! to that close.
+//!
 //! Policy only (what a loop does next, what is recorded): sockets, waits,
 //! timeouts and error counting are the engine's, and it never blocks or
 //! sleeps on its own.
@@ -41,7 +46,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
             let conn = &mut conns[slot];
             match engine.pump(conn) {
                 Outcome::Pending | Outcome::Connected => continue,
-                Outcome::Echoed { since_connect, .. } => {
+                Outcome::Echoed { since_connect, .. } | Outcome::Closed { since_connect } => {
                     engine.latency.record(since_connect);
                     completed += 1;
                     conn.close();

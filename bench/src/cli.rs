@@ -16,7 +16,7 @@ use crate::scenario::Settings;
 
 /// Load generator: measure an echo server's connection churn, steady
 /// round trips or held connections, verifying every byte; or measure
-/// this machine's process-creation ceiling.
+/// what starting a static glibc program costs on this machine.
 #[derive(Debug, Parser)]
 #[command(name = "mpecho-bench", version, long_about = None)]
 pub struct Cli {
@@ -36,16 +36,17 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
 pub enum Command {
     /// N concurrent loops of connect, send SIZE bytes, read them back,
     /// close: connections per second, latency per connection.
-    Churn(LoadArgs),
+    Churn(ChurnArgs),
     /// N persistent connections doing request/response echo of SIZE
     /// bytes, one request outstanding each: round trips per second.
     Steady(LoadArgs),
     /// Open N connections, verify an echo on each, hold them for the
     /// duration, verify again: survivors, connect times, time to open.
     Hold(LoadArgs),
-    /// Measure this machine's process-creation ceiling: mpecho's own spawn
-    /// (clone + exec, as for its workers) and wait of a tiny static
-    /// program, with 1 and then 2 in flight.
+    /// Measure what starting a static glibc program costs here: mpecho's
+    /// own spawn (clone + exec, as for its workers) and wait of a `return
+    /// 0` program, with 1 and then 2 in flight. A reference, not a
+    /// ceiling: see churn --expect-close for that.
     SpawnProbe(ProbeArgs),
 }
 
@@ -92,6 +93,31 @@ impl LoadArgs {
             size: self.size as usize,
             duration: self.duration,
             timeout: self.timeout,
+            expect_close: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ChurnArgs {
+    #[command(flatten)]
+    pub load: LoadArgs,
+
+    /// Send nothing: each connection is complete when the server closes
+    /// it with nothing sent (an orderly close, EOF); any byte that comes
+    /// back is an error. For measuring a server's ceiling against
+    /// workers that do nothing (`mpecho serve --do-nothing-workers`);
+    /// --size is then unused.
+    #[arg(long)]
+    pub expect_close: bool,
+}
+
+impl ChurnArgs {
+    /// What the churn run needs of these options.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            expect_close: self.expect_close,
+            ..self.load.settings()
         }
     }
 }

@@ -1,6 +1,7 @@
 //! One client connection of the load generator and its state machine:
 //! non-blocking connect, send one request, receive and verify its echo,
-//! wait idle.
+//! wait idle; or (churn `--expect-close`) send nothing and wait for the
+//! server's orderly close.
 //!
 //! A `Conn` is a slot that is reused: its request buffer is allocated once
 //! when the run starts, and each new connection in it (churn opens one per
@@ -29,6 +30,20 @@ pub enum Phase {
     Echoing,
     /// Established, nothing outstanding: any byte that arrives is an error.
     Idle,
+    /// Established, nothing sent, waiting for the server to close (EOF):
+    /// any byte that arrives is an error.
+    AwaitingClose,
+}
+
+/// What a connection does once it is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AfterConnect {
+    /// Sends its first request at once, in the same `drive`.
+    Echo,
+    /// Waits idle for the scenario to start a request.
+    Idle,
+    /// Sends nothing and waits for the server's close (with a deadline).
+    AwaitClose,
 }
 
 /// What `Conn::drive` achieved.
@@ -38,6 +53,12 @@ pub enum Step {
     Pending,
     /// The connection was established, this long after connect().
     Connected(Duration),
+    /// The server closed the connection with nothing sent back, as
+    /// awaited (`AfterConnect::AwaitClose`).
+    Closed {
+        /// From connect() to the end of file.
+        since_connect: Duration,
+    },
     /// The current request's echo is back, whole and verified.
     Echoed {
         /// From the request's first byte out to its last byte back.
@@ -75,6 +96,8 @@ pub enum Failure {
     },
     #[error("connection {conn}: the server closed the connection while it was idle")]
     IdleEof { conn: u64 },
+    #[error("connection {conn}: not closed by the server after {:.1} s", waited.as_secs_f64())]
+    CloseTimeout { conn: u64, waited: Duration },
     #[error(
         "connection {conn}, request {seq}: byte {offset} of {size} came back as \
          {got:#04x}, {sent:#04x} was sent"
@@ -113,7 +136,9 @@ impl Failure {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Failure::Connect { error, .. } | Failure::Io { error, .. } => ErrorKind::of_io(error),
-            Failure::ConnectTimeout { .. } | Failure::EchoTimeout { .. } => ErrorKind::Timeout,
+            Failure::ConnectTimeout { .. }
+            | Failure::EchoTimeout { .. }
+            | Failure::CloseTimeout { .. } => ErrorKind::Timeout,
             Failure::Eof { .. } | Failure::IdleEof { .. } => ErrorKind::Eof,
             Failure::Changed { .. } | Failure::TooMuch { .. } | Failure::Unsolicited { .. } => {
                 ErrorKind::Mismatch
@@ -149,9 +174,8 @@ pub struct Conn {
     /// When the current connect or echo times out; `None` when idle.
     deadline: Option<Instant>,
     timeout: Duration,
-    /// Whether the first request goes out as soon as the connection is
-    /// established (in the same `drive`).
-    echo_on_connect: bool,
+    /// What happens once the connection is established.
+    after_connect: AfterConnect,
 }
 
 impl Conn {
@@ -170,7 +194,7 @@ impl Conn {
             echo_started: now,
             deadline: None,
             timeout,
-            echo_on_connect: false,
+            after_connect: AfterConnect::Idle,
         }
     }
 
@@ -180,19 +204,22 @@ impl Conn {
 
     /// Whether a connect or an echo is outstanding.
     pub fn is_busy(&self) -> bool {
-        matches!(self.phase, Phase::Connecting | Phase::Echoing)
+        matches!(
+            self.phase,
+            Phase::Connecting | Phase::Echoing | Phase::AwaitingClose
+        )
     }
 
     /// Starts a non-blocking connect to `target` as connection `id`,
-    /// registered for readiness under `token`. With `echo_on_connect`, the
-    /// first request is sent as soon as the connection is up.
+    /// registered for readiness under `token`; `then` says what it does
+    /// once it is up.
     pub fn open(
         &mut self,
         registry: &Registry,
         target: SocketAddr,
         token: Token,
         id: u64,
-        echo_on_connect: bool,
+        then: AfterConnect,
     ) -> Result<(), Failure> {
         debug_assert!(
             self.phase == Phase::Closed,
@@ -200,7 +227,7 @@ impl Conn {
         );
         self.id = id;
         self.requests = 0;
-        self.echo_on_connect = echo_on_connect;
+        self.after_connect = then;
         self.connect_started = Instant::now();
         let fail = |error| Failure::Connect { conn: id, error };
         let mut stream = TcpStream::connect(target).map_err(fail)?;
@@ -264,6 +291,10 @@ impl Conn {
                 size: self.request.len(),
                 waited: self.echo_started.elapsed(),
             },
+            Phase::AwaitingClose => Failure::CloseTimeout {
+                conn: self.id,
+                waited: self.connect_started.elapsed(),
+            },
             Phase::Idle | Phase::Closed => return None,
         };
         self.close();
@@ -287,7 +318,7 @@ impl Conn {
             Phase::Closed => Ok(Step::Pending),
             Phase::Connecting => self.finish_connect(&stream),
             Phase::Echoing => self.exchange(&mut stream, scratch),
-            Phase::Idle => self.check_idle(&mut stream, scratch),
+            Phase::Idle | Phase::AwaitingClose => self.check_idle(&mut stream, scratch),
         };
         match step {
             Ok(step) => {
@@ -302,9 +333,9 @@ impl Conn {
         }
     }
 
-    /// Whether the first request should now go out (see `open`).
-    pub fn echoes_on_connect(&self) -> bool {
-        self.echo_on_connect
+    /// What the connection does now that it is up (see `open`).
+    pub fn after_connect(&self) -> AfterConnect {
+        self.after_connect
     }
 
     fn finish_connect(&mut self, stream: &TcpStream) -> Result<Step, Failure> {
@@ -324,8 +355,14 @@ impl Conn {
             Err(error) => return Err(fail(error)),
         }
         let took = self.connect_started.elapsed();
-        self.phase = Phase::Idle;
-        self.deadline = None;
+        if self.after_connect == AfterConnect::AwaitClose {
+            // The server gets one timeout from the connect to close it.
+            self.phase = Phase::AwaitingClose;
+            self.deadline = Some(self.connect_started + took + self.timeout);
+        } else {
+            self.phase = Phase::Idle;
+            self.deadline = None;
+        }
         Ok(Step::Connected(took))
     }
 
@@ -411,12 +448,21 @@ impl Conn {
         })
     }
 
-    /// An idle connection is readable: the server sent something unasked
-    /// for, or closed it. Either ends the connection's usefulness.
+    /// An idle connection, or one awaiting the server's close, is
+    /// readable: the server sent something unasked for (always an error),
+    /// or closed it, which completes a connection awaiting that and ends
+    /// an idle one's usefulness.
     fn check_idle(&mut self, stream: &mut TcpStream, scratch: &mut [u8]) -> Result<Step, Failure> {
         let conn = self.id;
         loop {
             return match stream.read(scratch) {
+                Ok(0) if self.phase == Phase::AwaitingClose => {
+                    self.phase = Phase::Idle;
+                    self.deadline = None;
+                    Ok(Step::Closed {
+                        since_connect: self.connect_started.elapsed(),
+                    })
+                }
                 Ok(0) => Err(Failure::IdleEof { conn }),
                 Ok(bytes) => Err(Failure::Unsolicited { conn, bytes }),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(Step::Pending),

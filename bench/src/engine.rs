@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use mio::{Events, Poll, Token};
 
-use crate::conn::{Conn, Failure, Phase, Step};
+use crate::conn::{AfterConnect, Conn, Failure, Phase, Step};
 use crate::scenario::{BenchError, Settings};
 use crate::stats::{ErrorCounts, ErrorKind, Histogram};
 
@@ -60,6 +60,9 @@ pub enum Outcome {
         round_trip: Duration,
         since_connect: Duration,
     },
+    /// The server closed the connection with nothing sent, as expected
+    /// (`Settings::expect_close`).
+    Closed { since_connect: Duration },
     /// It failed (counted) and is closed.
     Failed,
 }
@@ -71,6 +74,9 @@ pub struct Engine {
     ready: Vec<usize>,
     scratch: Box<[u8]>,
     target: SocketAddr,
+    /// Connections send nothing and wait for the server's close
+    /// (`Settings::expect_close`).
+    expect_close: bool,
     /// Latencies of the scenario's operations.
     pub latency: Histogram,
     /// Time from connect() to established, for every connection.
@@ -100,6 +106,7 @@ impl Engine {
             ready: Vec::with_capacity(EVENTS_PER_WAIT),
             scratch: vec![0; SCRATCH_SIZE.max(settings.size)].into_boxed_slice(),
             target: settings.target,
+            expect_close: settings.expect_close,
             latency: Histogram::new(),
             connect: Histogram::new(),
             errors: ErrorCounts::default(),
@@ -119,17 +126,17 @@ impl Engine {
     }
 
     /// Opens a new connection in `conn` (slot `slot`). Returns false if the
-    /// connect failed at once (counted).
+    /// connect failed at once (counted). When the run expects the server
+    /// to close, the connection waits for that instead of any echo.
     pub fn open(&mut self, conn: &mut Conn, slot: usize, echo_on_connect: bool) -> bool {
         let id = self.next_id;
         self.next_id += 1;
-        match conn.open(
-            self.poll.registry(),
-            self.target,
-            Token(slot),
-            id,
-            echo_on_connect,
-        ) {
+        let then = match self.expect_close {
+            true => AfterConnect::AwaitClose,
+            false if echo_on_connect => AfterConnect::Echo,
+            false => AfterConnect::Idle,
+        };
+        match conn.open(self.poll.registry(), self.target, Token(slot), id, then) {
             Ok(()) => true,
             Err(failure) => {
                 self.count_failure(&failure);
@@ -149,11 +156,15 @@ impl Engine {
                 Step::Connected(took) => {
                     self.connect.record(took);
                     self.ever_connected = true;
-                    if !conn.echoes_on_connect() {
-                        return Outcome::Connected;
+                    match conn.after_connect() {
+                        AfterConnect::Echo => conn.begin_echo(),
+                        // The close may have come with the same edge:
+                        // drive again, or it would never be seen.
+                        AfterConnect::AwaitClose => {}
+                        AfterConnect::Idle => return Outcome::Connected,
                     }
-                    conn.begin_echo();
                 }
+                Step::Closed { since_connect } => return Outcome::Closed { since_connect },
                 Step::Echoed {
                     round_trip,
                     since_connect,

@@ -56,7 +56,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
                 survivors += 1;
             }
             Outcome::Pending => outstanding += 1,
-            Outcome::Connected | Outcome::Failed => {}
+            Outcome::Connected | Outcome::Closed { .. } | Outcome::Failed => {}
         }
     }
     while outstanding > 0 {

@@ -29,7 +29,7 @@ impl Finished {
     pub fn report<'a>(&'a self, scenario: Scenario, settings: &'a Settings) -> Report<'a> {
         Report {
             scenario: scenario.name(),
-            latency_of: scenario.latency_of(),
+            latency_of: scenario.latency_of(settings.expect_close),
             settings,
             measured: &self.measured,
             latency: self.engine.latency.summary(),

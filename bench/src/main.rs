@@ -14,9 +14,9 @@
 use std::io::{self, Write};
 use std::process::ExitCode;
 
-use mpecho_bench::cli::{self, Command, LoadArgs, ProbeArgs};
+use mpecho_bench::cli::{self, Command, ProbeArgs};
 use mpecho_bench::load;
-use mpecho_bench::scenario::{NAME, Scenario};
+use mpecho_bench::scenario::{NAME, Scenario, Settings};
 use mpecho_bench::spawn_probe;
 
 fn main() -> ExitCode {
@@ -25,26 +25,25 @@ fn main() -> ExitCode {
         Err(status) => return status,
     };
     match cli.command {
-        Command::Churn(args) => run_load(Scenario::Churn, &args),
-        Command::Steady(args) => run_load(Scenario::Steady, &args),
-        Command::Hold(args) => run_load(Scenario::Hold, &args),
+        Command::Churn(args) => run_load(Scenario::Churn, &args.settings(), args.load.json),
+        Command::Steady(args) => run_load(Scenario::Steady, &args.settings(), args.json),
+        Command::Hold(args) => run_load(Scenario::Hold, &args.settings(), args.json),
         Command::SpawnProbe(args) => run_spawn_probe(&args),
     }
 }
 
 /// churn, steady or hold: the report on stdout, then 0 only if the target
 /// was reached and no error of any kind was counted.
-fn run_load(scenario: Scenario, args: &LoadArgs) -> ExitCode {
-    let settings = args.settings();
-    let finished = match load::run(scenario, &settings) {
+fn run_load(scenario: Scenario, settings: &Settings, json: bool) -> ExitCode {
+    let finished = match load::run(scenario, settings) {
         Ok(finished) => finished,
         Err(e) => {
             eprintln!("{NAME} {}: {e}", scenario.name());
             return ExitCode::FAILURE;
         }
     };
-    let report = finished.report(scenario, &settings);
-    print_stdout(&if args.json {
+    let report = finished.report(scenario, settings);
+    print_stdout(&if json {
         report.to_json() + "\n"
     } else {
         report.to_human()

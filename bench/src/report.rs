@@ -110,6 +110,9 @@ impl Report<'_> {
         j.u64("size", self.settings.size as u64);
         j.f64("duration_secs", self.settings.duration.as_secs_f64());
         j.f64("timeout_secs", self.settings.timeout.as_secs_f64());
+        if self.settings.expect_close {
+            j.bool("expect_close", true);
+        }
         j.str("unit", m.unit.singular());
         j.u64("completed", m.completed);
         j.f64("elapsed_secs", m.elapsed.as_secs_f64());
@@ -207,11 +210,18 @@ impl Report<'_> {
             "  connect    {}",
             percentiles(&self.connect, "connect() to established")
         );
-        let _ = writeln!(
-            out,
-            "  verified   {} bytes echoed, every one checked",
-            self.bytes_verified
-        );
+        let _ = if s.expect_close {
+            writeln!(
+                out,
+                "  verified   every connection closed by the server with nothing sent back"
+            )
+        } else {
+            writeln!(
+                out,
+                "  verified   {} bytes echoed, every one checked",
+                self.bytes_verified
+            )
+        };
         match self.errors.total() {
             0 => {
                 let _ = writeln!(out, "  errors     none");
@@ -326,6 +336,11 @@ impl Json {
         } else {
             self.out.push_str("null");
         }
+    }
+
+    pub fn bool(&mut self, key: &str, value: bool) {
+        self.key(key);
+        self.out.push_str(if value { "true" } else { "false" });
     }
 
     pub fn null(&mut self, key: &str) {

@@ -31,8 +31,11 @@ pub struct Settings {
     pub connections: usize,
     pub size: usize,
     pub duration: Duration,
-    /// For each connect and each echo.
+    /// For each connect and each echo (or wait for the close).
     pub timeout: Duration,
+    /// churn only: a connection sends nothing and is complete when the
+    /// server closes it (`--expect-close`).
+    pub expect_close: bool,
 }
 
 /// The load scenarios.
@@ -52,9 +55,11 @@ impl Scenario {
         }
     }
 
-    /// What the scenario's latency figures time.
-    pub fn latency_of(self) -> &'static str {
+    /// What the scenario's latency figures time (`expect_close`: churn's
+    /// connections wait for the server's close instead of an echo).
+    pub fn latency_of(self, expect_close: bool) -> &'static str {
         match self {
+            Scenario::Churn if expect_close => "connect() to the server's close, per connection",
             Scenario::Churn => "connect() to the last byte back, per connection",
             Scenario::Steady => "request sent to the last byte back, per round trip",
             Scenario::Hold => "request sent to the last byte back, both verifications",

@@ -1,11 +1,16 @@
-//! `mpecho-bench spawn-probe`: the machine's own process-creation ceiling.
+//! `mpecho-bench spawn-probe`: what starting a static glibc program costs
+//! on this machine, without a server or a network in the way.
 //!
 //! Starts a tiny static C program (`int main(void){return 0;}`, built by
 //! this crate's build.rs and embedded here) and reaps it, in a loop, first
-//! with one child in flight and then with two, for the duration each. The
-//! spawns per second it reports are what no process-per-connection server
-//! on this machine can beat, so a churn figure can be stated as a fraction
-//! of it. Children start through the same call that starts mpecho's
+//! with one child in flight and then with two, for the duration each. It
+//! used to be stated as the ceiling of any process-per-connection server,
+//! but mpecho's worker (no libc) starts faster than this program, so
+//! mpecho's own churn passes it: it bounds nothing now. What it still
+//! tells is the price of glibc's static start-up per process, the cost a
+//! libc-linked worker (or `tcpserver`'s and socat's children) would pay.
+//! The ceiling of a churn is `churn --expect-close` against `mpecho serve
+//! --do-nothing-workers` (docs/BENCHMARKS.md). Children start through the same call that starts mpecho's
 //! workers, `mpecho::sys::SpawnTemplate::spawn`: a `clone` with
 //! `CLONE_VM | CLONE_VFORK | CLONE_FILES` whose child unshares only the
 //! descriptors it needs, then `execve` (not `posix_spawn`). They are

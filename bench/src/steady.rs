@@ -46,7 +46,7 @@ pub fn run(settings: &Settings, engine: &mut Engine) -> Result<Measured, BenchEr
             }
             // Failed while the others were being opened: replaced now.
             Phase::Closed => busy += usize::from(engine.open(conn, slot, true)),
-            Phase::Connecting | Phase::Echoing => busy += 1,
+            Phase::Connecting | Phase::Echoing | Phase::AwaitingClose => busy += 1,
         }
     }
     while let Some(ready) = engine.next_turn(&mut conns, busy, stop_at, hard_deadline)? {
@@ -100,6 +100,8 @@ fn advance(
             Outcome::Failed => {
                 return Instant::now() < stop_at && engine.open(conn, slot, true);
             }
+            // Only churn waits for closes (`--expect-close`).
+            Outcome::Closed { .. } => return false,
         }
     }
 }

@@ -6,8 +6,9 @@
 //! - the worker's program name and descriptors ([`WORKER_NAME`],
 //!   [`CLIENT_FD`], [`LOG_FD`], [`FIRST_FREE_FD`]);
 //! - its command line, written by the master and read back by the worker
-//!   ([`WorkerArgs`], `args.rs`), and the check the master runs once at
-//!   start ([`VERSION_OPTION`], [`VersionLine`]);
+//!   ([`WorkerArgs`], `args.rs`), the check the master runs once at
+//!   start ([`VERSION_OPTION`], [`VersionLine`]), and the do-nothing mode
+//!   that measures the master's own ceiling ([`DO_NOTHING_OPTION`]);
 //! - how it ends ([`WorkerExit`], `exit.rs`);
 //! - the idle timeout, "0 = off" ([`IdleTimeout`], `args.rs`);
 //! - the log line, byte for byte: timestamp, level labels, escaping, the
@@ -74,7 +75,7 @@ pub const WORKER_PROGRAM: &CStr =
 /// The version of this hand-over: raise it whenever anything in this crate
 /// changes meaning (an option, a descriptor, a status), so that a master
 /// refuses a worker built for another one.
-pub const HANDOFF_VERSION: u32 = 1;
+pub const HANDOFF_VERSION: u32 = 2;
 
 /// The workspace's release version (every package shares it).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -82,6 +83,15 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The only argument of the check the master runs once at start:
 /// `mpecho-worker --version` prints [`VersionLine`] and exits 0.
 pub const VERSION_OPTION: &str = "--version";
+
+/// Measuring only, never in service: as the first option after the
+/// program name (`mpecho-worker --do-nothing ...`, what `mpecho serve
+/// --do-nothing-workers` writes), the worker closes the client descriptor
+/// and exits 0 before anything else, without reading its other options.
+/// A master started so runs its whole path (accept, spawn, exec, exit,
+/// reap) with no echo work: the ceiling its churn is measured against
+/// (docs/BENCHMARKS.md). Hand-over 2 added it.
+pub const DO_NOTHING_OPTION: &str = "--do-nothing";
 
 /// What `mpecho-worker --version` prints (followed by a newline), and what
 /// the master expects to read back from the executable it opened:

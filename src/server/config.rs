@@ -33,6 +33,9 @@ pub struct WorkerSettings {
     pub executable: Option<PathBuf>,
     pub log_level: Level,
     pub idle_timeout: IdleTimeout,
+    /// Workers that close the connection and exit at once (the hidden
+    /// `--do-nothing-workers`, for measuring the ceiling only).
+    pub do_nothing: bool,
 }
 
 impl Config {
@@ -50,6 +53,7 @@ impl Config {
                 executable: args.worker.clone(),
                 log_level: args.log_level,
                 idle_timeout: args.idle_timeout,
+                do_nothing: args.do_nothing_workers,
             },
         }
     }

@@ -103,14 +103,14 @@ impl Master {
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
+        let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
         let spawner = match config.model {
-            Model::Exec => {
-                Some(Spawner::new(log_fd, &config.worker, reset).map_err(ServeError::Spawner)?)
-            }
+            Model::Exec => Some(
+                Spawner::new(log_fd, &config.worker, reset, addr).map_err(ServeError::Spawner)?,
+            ),
             Model::Iterative => None,
         };
         let acceptor = Acceptor::new(listener);
-        let addr = acceptor.local_addr().map_err(ServeError::LocalAddr)?;
         let listener = Listener::open(acceptor, &epoll, LISTENER).map_err(ServeError::Epoll)?;
         let mut metrics = metrics
             .map(|socket| Endpoint::open(socket, &epoll))

@@ -3,8 +3,9 @@
 //! logging to a file) the log on 4, as `handoff.rs` defines; then watching
 //! it through a pidfd and entering it in the workers table.
 //!
-//! The argument vector and environment are built once at boot, so a spawn
-//! allocates little but the kernel's work. `sys::SpawnTemplate` uses a
+//! The argument vector and environment are built once at boot, and the
+//! connection's variables are written into a buffer of the spawner's, so a
+//! spawn allocates nothing: what it costs is the kernel's work. `sys::SpawnTemplate` uses a
 //! vfork-style clone, so neither the master's page tables nor its
 //! descriptor table are copied per connection.
 //! This module never keeps the client's descriptor: the caller closes its
@@ -16,8 +17,8 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use crate::handoff::{self, CLIENT_FD, FIRST_FREE_FD, LOG_FD, WorkerArgs};
-use crate::log::{Level, debug, info};
+use crate::handoff::{self, CLIENT_FD, ConnectionEnv, FIRST_FREE_FD, LOG_FD, WorkerArgs};
+use crate::log::{Level, debug, info, warning};
 use crate::net::display_addr;
 use crate::sys::{self, Argv, SpawnTemplate, pid_t};
 
@@ -41,6 +42,8 @@ pub struct Spawner {
     log_fd: Option<BorrowedFd<'static>>,
     /// Where pidfds are placed (see PIDFD_BASE).
     pidfd_base: i32,
+    /// The per-spawn variables, written into one buffer.
+    env: ConnectionEnv,
 }
 
 impl Spawner {
@@ -49,17 +52,27 @@ impl Spawner {
     /// log file, `None` when logging to the inherited stderr).
     ///
     /// `reset_signals` are the signals the master handles or ignores, which
-    /// the worker must start with at their defaults.
+    /// the worker must start with at their defaults; `listener` is the
+    /// listening socket's address (see `ConnectionEnv`).
     pub fn new(
         log_fd: Option<BorrowedFd<'static>>,
         settings: &WorkerSettings,
         reset_signals: Vec<libc::c_int>,
+        listener: SocketAddr,
     ) -> Result<Spawner, WorkerExeError> {
-        let argv = handoff::worker_argv(&WorkerArgs {
+        let args = WorkerArgs {
             log_level: settings.log_level,
             log_fd: log_fd.map(|_| LOG_FD),
             idle_timeout: settings.idle_timeout,
-        })
+        };
+        let argv = if settings.do_nothing {
+            warning!(
+                "workers do nothing (--do-nothing-workers): every connection is closed unserved"
+            );
+            handoff::do_nothing_argv(&args)
+        } else {
+            handoff::worker_argv(&args)
+        }
         .map_err(WorkerExeError::Argv)?;
         let (program, what) = worker_exe::open(settings.executable.as_deref())?;
         let mut template = SpawnTemplate::new(program, handoff::inherited_env(), reset_signals);
@@ -69,6 +82,7 @@ impl Spawner {
             argv: Argv::new(argv),
             log_fd,
             pidfd_base: pidfd_base(),
+            env: ConnectionEnv::new(display_addr(listener)),
         })
     }
 
@@ -86,7 +100,9 @@ impl Spawner {
         } else {
             client.as_fd()
         };
-        let env = handoff::connection_env(peer, display_addr(client.local_addr()?))?;
+        let env = self
+            .env
+            .describe(peer, || client.local_addr().map(display_addr))?;
         match self.log_fd {
             Some(log) => {
                 self.template

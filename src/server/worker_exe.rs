@@ -23,7 +23,6 @@
 //! Never logs (the caller says what went wrong, once, on stderr) and never
 //! leaves the checked child unreaped.
 
-use std::ffi::CString;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::Path;
@@ -158,7 +157,7 @@ fn run_once(template: &mut SpawnTemplate, argv: &Argv) -> io::Result<(Vec<u8>, O
     let reader = sys::dup_at_least(low_reader.as_fd(), FIRST_FREE_FD)?;
     let writer = sys::dup_at_least(low_writer.as_fd(), FIRST_FREE_FD)?;
     drop((low_reader, low_writer));
-    let pid = template.spawn(argv, &[(writer.as_fd(), 1)], &[] as &[CString])?;
+    let pid = template.spawn(argv, &[(writer.as_fd(), 1)], &[])?;
     // Ours closed, the child's end is its only one: EOF when it exits.
     drop(writer);
     let pidfd = sys::pidfd_open(pid);

@@ -9,7 +9,7 @@
 //! system calls; it reports a failure only through `ChildSetup::error` and
 //! `_exit(127)`. Each rule is restated where the child's code relies on it.
 
-use std::ffi::{CString, c_char, c_int};
+use std::ffi::{CStr, CString, c_char, c_int};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::ptr;
@@ -43,9 +43,9 @@ impl Argv {
 
 /// What `spawn` needs besides the argument vector (an [`Argv`], prepared
 /// once by the caller): the program (a descriptor opened with
-/// `sys::open_executable`), its environment (prepared once, so a spawn
-/// allocates only the array of environment pointers that adds the
-/// per-spawn variables), the signals to reset, and the stack the
+/// `sys::open_executable`), its environment (prepared once; the array of
+/// pointers that adds the per-spawn variables is reused, so a spawn
+/// allocates nothing), the signals to reset, and the stack the
 /// short-lived child runs on.
 ///
 /// Why a descriptor and not a path: what runs is the file opened, whatever
@@ -55,6 +55,9 @@ impl Argv {
 pub struct SpawnTemplate {
     program: OwnedFd,
     envp: Vec<CString>,
+    /// The NULL-terminated array of environment pointers, rebuilt by each
+    /// spawn in the same allocation.
+    envp_ptrs: Vec<*const c_char>,
     reset_signals: Vec<c_int>,
     /// u128 elements keep the stack 16-byte aligned, as the ABI requires.
     stack: Box<[u128]>,
@@ -67,6 +70,7 @@ impl SpawnTemplate {
     pub fn new(program: OwnedFd, envp: Vec<CString>, reset_signals: Vec<c_int>) -> Self {
         SpawnTemplate {
             program,
+            envp_ptrs: Vec::with_capacity(envp.len() + 8),
             envp,
             reset_signals,
             stack: vec![0u128; SPAWN_STACK_SIZE / 16].into_boxed_slice(),
@@ -97,7 +101,7 @@ impl SpawnTemplate {
         &mut self,
         argv: &Argv,
         fd_map: &[(BorrowedFd<'_>, RawFd)],
-        extra_env: &[CString],
+        extra_env: &[&CStr],
     ) -> io::Result<pid_t> {
         let program = self.program.as_raw_fd();
         debug_assert!(
@@ -119,13 +123,14 @@ impl SpawnTemplate {
             *slot = (from.as_raw_fd(), *to);
         }
         let raw_map = &raw_map[..fd_map.len().min(4)];
-        let envp: Vec<*const c_char> = self
-            .envp
-            .iter()
-            .chain(extra_env)
-            .map(|s| s.as_ptr())
-            .chain(std::iter::once(ptr::null()))
-            .collect();
+        self.envp_ptrs.clear();
+        self.envp_ptrs.extend(
+            self.envp
+                .iter()
+                .map(|s| s.as_ptr())
+                .chain(extra_env.iter().map(|s| s.as_ptr()))
+                .chain(std::iter::once(ptr::null())),
+        );
         // The program's descriptor must survive the unsharing too; it is
         // opened at boot, so normally below the clients' anyway.
         let keep_below = raw_map
@@ -139,7 +144,7 @@ impl SpawnTemplate {
         let child = ChildSetup {
             program,
             argv: argv.ptrs.as_ptr(),
-            envp: envp.as_ptr(),
+            envp: self.envp_ptrs.as_ptr(),
             fd_map: raw_map,
             keep_below: keep_below as libc::c_uint,
             reset_signals: &self.reset_signals,

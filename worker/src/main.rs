@@ -35,8 +35,8 @@ mod sys;
 use core::fmt::{self, Write as _};
 
 use mpecho_handoff::{
-    CLIENT_FD, NotOneConnection, TextBuf, VERSION_OPTION, VersionLine, WORKER_PROGRAM, WorkerArgs,
-    WorkerExit, passed_count,
+    CLIENT_FD, DO_NOTHING_OPTION, NotOneConnection, TextBuf, VERSION_OPTION, VersionLine,
+    WORKER_PROGRAM, WorkerArgs, WorkerExit, passed_count,
 };
 
 use crate::client::Client;
@@ -55,11 +55,16 @@ pub fn main(process: &Process) -> i32 {
 }
 
 fn run(process: &Process) -> WorkerExit {
-    // Ignored on failure: a worker under another name still serves.
-    let _ = sys::set_name(WORKER_PROGRAM);
     let mut args = process.args();
     // argv[0] is the program's name, whatever it is.
     let _ = args.next();
+    // First, before even naming the process: the ceiling must cost a
+    // connection nothing but the exec and the exit.
+    if args.clone().next() == Some(DO_NOTHING_OPTION.as_bytes()) {
+        return do_nothing();
+    }
+    // Ignored on failure: a worker under another name still serves.
+    let _ = sys::set_name(WORKER_PROGRAM);
     if args.clone().eq([VERSION_OPTION.as_bytes()]) {
         return print_version();
     }
@@ -120,6 +125,16 @@ fn run(process: &Process) -> WorkerExit {
         .with(|buf| Session::new(idle_timeout).serve(peer, buf))
         // Lent already: only a second session in one process could be.
         .unwrap_or(WorkerExit::IoError)
+}
+
+/// `mpecho-worker --do-nothing`: the client sees an orderly close with
+/// nothing echoed, the master an exit with status 0 (see
+/// `DO_NOTHING_OPTION`). A close that fails leaves nothing to undo: the
+/// exit closes the descriptor anyway.
+#[inline(never)]
+fn do_nothing() -> WorkerExit {
+    let _ = sys::close(CLIENT_FD);
+    WorkerExit::Done
 }
 
 /// `mpecho-worker --version`: the line the master checks at start.

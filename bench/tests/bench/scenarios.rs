@@ -113,3 +113,46 @@ fn human_report_shows_throughput_latency_errors_and_cpu() {
         assert!(stdout.contains(expected), "no {expected:?} in:\n{stdout}");
     }
 }
+
+/// `mpecho-bench churn --expect-close ... --json` against `target`, the
+/// options written as on a command line.
+fn expect_close_json(target: &str, options: &str) -> (std::process::Output, serde_json::Value) {
+    let line = format!("churn --target {target} --expect-close {options}");
+    bench_json(&line.split_whitespace().collect::<Vec<_>>())
+}
+
+/// churn --expect-close against a master whose workers do nothing (the
+/// ceiling): every connection is closed by the server with nothing sent,
+/// and each such close counts as one completed connection.
+#[test]
+fn expect_close_counts_the_closes_of_do_nothing_workers() {
+    let server = Server::start(&["--do-nothing-workers"]);
+    let (output, report) = expect_close_json(&server.addr.to_string(), "-c 2 --duration 0.5");
+    assert_clean_run(&output, &report, "connection");
+    assert_eq!(report["scenario"], "churn");
+    assert_eq!(report["expect_close"], true, "{report}");
+    let completed = num(&report, "completed");
+    assert_eq!(num(&report, "latency_us.count"), completed, "{report}");
+    assert_eq!(num(&report, "bytes_verified"), 0.0, "{report}");
+    server.wait_for_log_count("exited status=0", completed as usize);
+}
+
+/// churn --expect-close against a real echo server: its workers wait for
+/// the client, so no close comes, and every connection fails as a
+/// timeout instead of passing for a ceiling.
+#[test]
+fn expect_close_against_an_echo_server_times_out() {
+    let server = Server::start(&[]);
+    let (output, report) = expect_close_json(
+        &server.addr.to_string(),
+        "-c 2 --duration 0.2 --timeout 0.3",
+    );
+    assert_eq!(output.status.code(), Some(1), "{report}");
+    assert_eq!(num(&report, "completed"), 0.0, "{report}");
+    assert_eq!(num(&report, "errors.timeout"), 2.0, "{report}");
+    let example = report["error_examples"]["timeout"].as_str();
+    assert!(
+        example.is_some_and(|m| m.contains("not closed by the server")),
+        "{report}"
+    );
+}

@@ -12,8 +12,8 @@
 //! - `buffer.rs`: the echo and log line buffers, `static`s in .bss lent
 //!   to one borrower at a time.
 //!
-//! What it must never do: allocate (there is no allocator), hold a
-//! descriptor of its own (the worker opens none: the master's tests count
+//! What it must never do: allocate (there is no allocator), close a
+//! descriptor except for the do-nothing ceiling, hold a descriptor of its own (the worker opens none: the master's tests count
 //! them), keep state other than what a signal handler needs, or decide
 //! anything: callers do.
 
@@ -29,7 +29,7 @@ pub use buffer::{BUFFERS, ECHO_BUFFER_SIZE};
 pub use process::{check_open, monotonic_clock, pid, set_name, wall_clock, write_all};
 pub use signal::{Signal, ignore, install_handler};
 pub use socket::{
-    Direction, Found, SOCK_STREAM, Shutdown, is_listening, local_address, peer_address, recv, send,
-    set_timeout, shutdown, socket_type,
+    Direction, Found, SOCK_STREAM, Shutdown, close, is_listening, local_address, peer_address,
+    recv, send, set_timeout, shutdown, socket_type,
 };
 pub use start::Process;

@@ -3,8 +3,9 @@
 //! one `recv` or `send` at a time, and shutting it down (which a signal
 //! handler does too: `shutdown` is async-signal-safe).
 //!
-//! Takes descriptor numbers and never closes one: the socket is the
-//! process's for its whole life.
+//! Takes descriptor numbers and closes one only for the do-nothing
+//! ceiling (`close`): in service, the socket is the process's for its
+//! whole life.
 
 use core::mem::size_of;
 use core::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
@@ -213,4 +214,13 @@ pub enum Shutdown {
 pub fn shutdown(fd: i32, how: Shutdown) -> Result<(), Errno> {
     // SAFETY: shutdown takes two numbers and touches no memory of ours.
     result(unsafe { syscall(syscall::SHUTDOWN, [fd as usize, how as usize, 0, 0, 0, 0]) }).map(drop)
+}
+
+/// Closes `fd`: only `--do-nothing` does (mpecho_handoff's
+/// `DO_NOTHING_OPTION`), to hand the client its orderly close before the
+/// exit.
+pub fn close(fd: i32) -> Result<(), Errno> {
+    // SAFETY: close takes a number and touches no memory of ours; nothing
+    // in this process uses the descriptor afterwards.
+    result(unsafe { syscall(syscall::CLOSE, [fd as usize, 0, 0, 0, 0, 0]) }).map(drop)
 }

@@ -9,6 +9,7 @@ use core::arch::asm;
 use mpecho_handoff::Errno;
 
 pub const WRITE: usize = 1;
+pub const CLOSE: usize = 3;
 pub const RT_SIGACTION: usize = 13;
 pub const GETPID: usize = 39;
 pub const SENDTO: usize = 44;

@@ -53,6 +53,7 @@ complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l user -d 'After b
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l group -d 'With --user: the group to become instead of the user\'s primary one' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may stay idle (the client neither sends nor reads anything) before its worker closes it; 0 turns it off. Quiet interactive clients are closed too' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l metrics -d 'Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g. 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`). Off by default' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l do-nothing-workers -d 'Measuring only: every worker closes its connection and exits at once, echoing nothing (`mpecho-worker --do-nothing`). The master\'s whole path with no echo work, the ceiling of its churn (docs/BENCHMARKS.md); hidden, since it serves no one'
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s h -l help -d 'Print help (see more with \'--help\')'
 complete -c mpecho -n "__fish_mpecho_using_subcommand client" -s h -l help -d 'Print help'
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line' -r
