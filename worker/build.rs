@@ -3,8 +3,8 @@
 //! in the workspace is linked this way.
 
 fn main() {
-    // -nostartfiles: no crt1.o/crti.o, `_start` is sys/start.rs's.
-    // -nostdlib: no libc or libgcc (sys/mem.rs provides what the compiler
+    // -nostartfiles: no crt1.o/crti.o, `_start` is src/start/entry.rs's.
+    // -nostdlib: no libc or libgcc (src/start/mem.rs provides what the compiler
     // calls). -static: no interpreter; with the workspace's
     // relocation-model=static (.cargo/config.toml) the executable is
     // non-PIE too, so the kernel maps it and jumps to `_start` with no

@@ -11,26 +11,17 @@
 //! Its whole cost is what a connection costs, so it is a program of its
 //! own, without std, libc or an allocator: its own `_start`, raw system
 //! calls, the 16 KiB echo buffer and the log line's buffer in .bss.
-//! Everything that touches the machine is in `sys/`; the rest is safe
-//! Rust. It must never open a descriptor of its own (the master's
-//! tests count them), never block in a call it cannot abandon on SIGTERM
-//! or after the idle timeout, never log client bytes unescaped, and never
-//! panic (a panic exits with status 1).
-//!
-//! - `client.rs`: what is on descriptor 3;
-//! - `session.rs`: the echo and the `disconnect` line;
-//! - `sigterm.rs`: the master's request to finish;
-//! - `log.rs`: the log lines;
-//! - `sys/`: `_start`, system calls, signals, memory functions.
+//! This file is the command line only (options, `--version`, the
+//! do-nothing ceiling, usage errors); the session itself is the worker
+//! library's (`src/lib.rs`, shared with `mpecho serve --model fork`), and
+//! `src/start/` is what makes this a program without a C runtime. It must
+//! never open a descriptor of its own, and never panic (a panic exits
+//! with status 1).
 
 #![no_std]
 #![no_main]
 
-mod client;
-mod log;
-mod session;
-mod sigterm;
-mod sys;
+mod start;
 
 use core::fmt::{self, Write as _};
 
@@ -39,17 +30,16 @@ use mpecho_handoff::{
     WORKER_PROGRAM, WorkerArgs, WorkerExit, passed_count,
 };
 
-use crate::client::Client;
-use crate::log::{info, warning};
-use crate::session::Session;
-use crate::sys::{Direction, Process, Signal};
+use mpecho_worker::sys::{self, Signal};
+
+use crate::start::Process;
 
 /// Standard output and error.
 const STDOUT: i32 = 1;
 const STDERR: i32 = 2;
 
 /// The worker, from the arguments and environment to its exit status
-/// (called by `sys::start`).
+/// (called by `start::entry`).
 pub fn main(process: &Process) -> i32 {
     run(process).code()
 }
@@ -92,39 +82,13 @@ fn run(process: &Process) -> WorkerExit {
         },
         None => STDERR,
     };
-    log::init(sink, options.log_level);
-
-    let peer = match client::take() {
-        Ok(Client::Connected(peer)) => peer,
-        Ok(Client::AlreadyGone(e)) => {
-            // The client connected and reset before we could look at it:
-            // a normal (if short) session, not a misuse of the worker.
-            info!("client left before it could be served ({e})");
-            return WorkerExit::Done;
-        }
-        Err(e) => {
-            return usage_error(
-                format_args!("descriptor {CLIENT_FD} is not a connected TCP socket ({e})"),
-                started_by,
-            );
-        }
-    };
-    if let Err(e) = sigterm::install() {
-        warning!("could not install the SIGTERM handler: {e}");
-        return WorkerExit::IoError;
+    match mpecho_worker::serve(sink, options.log_level, options.idle_timeout.duration()) {
+        Ok(exit) => exit,
+        Err(e) => usage_error(
+            format_args!("descriptor {CLIENT_FD} is not a connected TCP socket ({e})"),
+            started_by,
+        ),
     }
-    let idle_timeout = options.idle_timeout.duration();
-    if let Err(e) = sys::set_timeout(CLIENT_FD, Direction::Receive, idle_timeout)
-        .and_then(|()| sys::set_timeout(CLIENT_FD, Direction::Send, idle_timeout))
-    {
-        warning!("could not set the idle timeout on the connection: {e}");
-        return WorkerExit::IoError;
-    }
-    sys::BUFFERS
-        .echo
-        .with(|buf| Session::new(idle_timeout).serve(peer, buf))
-        // Lent already: only a second session in one process could be.
-        .unwrap_or(WorkerExit::IoError)
 }
 
 /// `mpecho-worker --do-nothing`: the client sees an orderly close with

@@ -1,6 +1,6 @@
 //! Where the kernel hands over: `_start`, the initial stack it built (the
-//! arguments and the environment, read in place, never copied), the
-//! panic handler, and the way out (`exit_group`).
+//! arguments and the environment, read in place, never copied), and the
+//! panic handler; the way out is the library's `sys::exit` (`exit_group`).
 //!
 //! Nothing runs before `_start`: no C runtime, no TLS, no constructors.
 //! The static executable is not position-independent, so there is nothing
@@ -9,7 +9,7 @@
 
 use core::ffi::{CStr, c_char};
 
-use super::syscall::{self, syscall};
+use mpecho_worker::sys::exit;
 
 #[cfg(not(target_arch = "x86_64"))]
 compile_error!("mpecho-worker's _start and system calls are written for x86_64 Linux");
@@ -91,15 +91,6 @@ impl Iterator for CStrings {
             self.0 = self.0.add(1);
             Some(CStr::from_ptr(string).to_bytes())
         }
-    }
-}
-
-/// Ends the process (every thread: there is one) with `status`.
-pub fn exit(status: i32) -> ! {
-    loop {
-        // SAFETY: exit_group takes a number and does not return; the loop
-        // only satisfies the type.
-        unsafe { syscall(syscall::EXIT_GROUP, [status as usize, 0, 0, 0, 0, 0]) };
     }
 }
 

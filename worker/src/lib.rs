@@ -1,0 +1,85 @@
+//! The worker, as a library: serving the client on descriptor 3 until it
+//! leaves (DESIGN §2), shared by the two processes that do it:
+//! - `mpecho-worker` (`src/main.rs`), the program `mpecho serve` execs
+//!   per connection (`--model exec`, the default), or systemd starts;
+//! - a child `mpecho` forks without exec (`--model fork`), which calls
+//!   [`serve`] once its descriptors and signals are set up as an exec'd
+//!   worker's are, then exits with the status it returned.
+//!
+//! Without std, libc or an allocator (its whole cost is what a
+//! connection costs), it must build both for the no_std executable and
+//! linked into the std `mpecho`: so it has no `_start`, no memory
+//! functions and no `#[panic_handler]` (the executable's, `src/start/`),
+//! and its statics are in .bss (a forked child gets them copy-on-write,
+//! untouched by the master, which never serves). Everything that touches
+//! the machine is in `sys/`; the rest is safe Rust. It must never open a
+//! descriptor of its own (the master's tests count them), never block in
+//! a call it cannot abandon on SIGTERM or after the idle timeout, never
+//! log client bytes unescaped, and never panic.
+//!
+//! - `client.rs`: what is on descriptor 3;
+//! - `session.rs`: the echo and the `disconnect` line;
+//! - `sigterm.rs`: the master's request to finish;
+//! - `log.rs`: the log lines, as `worker[PID]`;
+//! - `sys/`: system calls, signals, the buffers.
+
+#![no_std]
+
+mod client;
+mod log;
+mod session;
+mod sigterm;
+pub mod sys;
+
+use core::time::Duration;
+
+use mpecho_handoff::{CLIENT_FD, Level, WorkerExit};
+
+use crate::client::Client;
+pub use crate::client::NotAConnection;
+use crate::log::{info, warning};
+use crate::session::Session;
+use crate::sys::Direction;
+
+/// Serves the client on descriptor 3, logging to descriptor `log_fd` at
+/// `log_level` and below, with `idle_timeout` (`None`: none): starts the
+/// log (its lines name this process's pid, asked of the kernel now),
+/// checks the client, installs the SIGTERM handler, sets the socket's
+/// timeouts, then `connect`, the echo and `disconnect`. Returns how the
+/// worker is to exit, or why descriptor 3 is not a connection to serve
+/// (nothing logged: the caller says it, as it was started).
+///
+/// The caller has set the process up first: the client on 3, the log on
+/// `log_fd`, no other descriptor of anyone else's, default signal
+/// dispositions and an empty mask. Call it once per process.
+pub fn serve(
+    log_fd: i32,
+    log_level: Level,
+    idle_timeout: Option<Duration>,
+) -> Result<WorkerExit, NotAConnection> {
+    log::init(log_fd, log_level);
+    let peer = match client::take()? {
+        Client::Connected(peer) => peer,
+        Client::AlreadyGone(e) => {
+            // The client connected and reset before we could look at it:
+            // a normal (if short) session, not a misuse of the worker.
+            info!("client left before it could be served ({e})");
+            return Ok(WorkerExit::Done);
+        }
+    };
+    if let Err(e) = sigterm::install() {
+        warning!("could not install the SIGTERM handler: {e}");
+        return Ok(WorkerExit::IoError);
+    }
+    if let Err(e) = sys::set_timeout(CLIENT_FD, Direction::Receive, idle_timeout)
+        .and_then(|()| sys::set_timeout(CLIENT_FD, Direction::Send, idle_timeout))
+    {
+        warning!("could not set the idle timeout on the connection: {e}");
+        return Ok(WorkerExit::IoError);
+    }
+    Ok(sys::BUFFERS
+        .echo
+        .with(|buf| Session::new(idle_timeout).serve(peer, buf))
+        // Lent already: only a second session in one process could be.
+        .unwrap_or(WorkerExit::IoError))
+}
