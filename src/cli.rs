@@ -216,6 +216,8 @@ pub const DEFAULT_MAX_WORKERS: u32 = 10_000;
 pub enum Model {
     /// A worker process per connection, the worker program exec'd.
     Exec,
+    /// A worker process per connection, forked without exec.
+    Fork,
     /// One client at a time, served by the master itself.
     Iterative,
 }
@@ -224,6 +226,7 @@ impl Model {
     pub fn name(self) -> &'static str {
         match self {
             Model::Exec => "exec",
+            Model::Fork => "fork",
             Model::Iterative => "iterative",
         }
     }
@@ -234,13 +237,20 @@ impl ServeArgs {
     pub fn max_workers(&self) -> u32 {
         match (self.model, self.max_workers) {
             (_, Some(n)) => n,
-            (Model::Exec, None) => DEFAULT_MAX_WORKERS,
+            (Model::Exec | Model::Fork, None) => DEFAULT_MAX_WORKERS,
             (Model::Iterative, None) => 1,
         }
     }
 
     /// Options that make no sense together, as a sentence saying why.
     fn conflicts(&self) -> Option<String> {
+        if self.model == Model::Fork && self.worker.is_some() {
+            return Some(
+                "--worker cannot be used with --model fork: its workers are forked copies of \
+                 this executable and run no worker program"
+                    .to_owned(),
+            );
+        }
         if self.model != Model::Iterative {
             return None;
         }

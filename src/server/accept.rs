@@ -175,7 +175,7 @@ impl Master {
     fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
         match self.config.admission.admit(&self.workers, peer.ip()) {
             Ok(()) => match self.config.model {
-                Model::Exec => self.start_worker(&client, peer, now),
+                Model::Exec | Model::Fork => self.start_worker(&client, peer, now),
                 Model::Iterative => self.begin_session(client, peer),
             },
             Err(refusal) => self.turn_away(&refusal, peer, now),

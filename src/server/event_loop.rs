@@ -30,13 +30,14 @@ use crate::systemd::Notifier;
 use super::accept::{Acceptor, BACKOFF};
 use super::config::Config;
 use super::error::ServeError;
+use super::fork::Forker;
 use super::iterative::{SESSION, Session};
 use super::listener::{Listener, State};
 use super::metrics::{self, Endpoint};
 use super::monitor::{Counters, ProcessFigures, Schedule, Snapshot};
 use super::reap::{reap_children, reap_worker};
 use super::shutdown::{Draining, begin_shutdown};
-use super::spawn::Spawner;
+use super::spawn::{Spawner, Starter, pidfd_base};
 use super::throttle::{Kind, Throttle};
 use super::workers::Workers;
 
@@ -66,9 +67,11 @@ pub struct Master {
     pub(super) epoll: Epoll,
     events: Vec<EpollEvent>,
     pub(super) listener: Listener,
-    /// Starts workers (`--model exec`); `None` in the iterative model,
-    /// which runs none.
-    pub(super) spawner: Option<Spawner>,
+    /// Starts workers (`--model exec` or `fork`); `None` in the iterative
+    /// model, which runs none.
+    pub(super) starter: Option<Starter>,
+    /// Where workers' pidfds are placed (`spawn::PIDFD_BASE`).
+    pub(super) pidfd_base: i32,
     /// The client the master serves itself (`--model iterative`).
     pub(super) session: Option<Session>,
     /// 1 once the iterative model has served a client (its `peak`).
@@ -104,10 +107,13 @@ impl Master {
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
         let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
-        let spawner = match config.model {
-            Model::Exec => Some(
+        let starter = match config.model {
+            Model::Exec => Some(Starter::Exec(Box::new(
                 Spawner::new(log_fd, &config.worker, reset, addr).map_err(ServeError::Spawner)?,
-            ),
+            ))),
+            // No worker program to open or check: the child runs the
+            // worker's code linked into this executable.
+            Model::Fork => Some(Starter::Fork(Forker::new(log_fd, &config.worker, reset))),
             Model::Iterative => None,
         };
         let acceptor = Acceptor::new(listener);
@@ -129,7 +135,8 @@ impl Master {
             epoll,
             events: vec![EpollEvent { events: 0, u64: 0 }; EVENTS_PER_WAKE],
             listener,
-            spawner,
+            starter,
+            pidfd_base: pidfd_base(),
             session: None,
             session_peak: 0,
             counters: Counters::default(),

@@ -20,6 +20,7 @@ mod capacity;
 mod config;
 mod error;
 mod event_loop;
+mod fork;
 mod iterative;
 mod lifetimes;
 pub mod listener;

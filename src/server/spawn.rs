@@ -1,7 +1,9 @@
 //! Starting a worker: executing `mpecho-worker`, opened and checked once
 //! at boot (`worker_exe.rs`), with the client on descriptor 3 and (when
-//! logging to a file) the log on 4, as `handoff.rs` defines; then watching
-//! it through a pidfd and entering it in the workers table.
+//! logging to a file) the log on 4, as `handoff.rs` defines, or, with
+//! `--model fork`, forking one that serves without exec (`fork.rs`); then,
+//! either way, watching it through a pidfd and entering it in the workers
+//! table.
 //!
 //! The argument vector and environment are built once at boot, and the
 //! connection's variables are written into a buffer of the spawner's, so a
@@ -24,6 +26,7 @@ use crate::sys::{self, Argv, SpawnTemplate, pid_t};
 
 use super::config::WorkerSettings;
 use super::event_loop::Master;
+use super::fork::Forker;
 use super::throttle::Kind;
 use super::worker_exe::{self, WorkerExeError};
 use super::workers::Worker;
@@ -36,12 +39,28 @@ use super::workers::Worker;
 /// per connection with 10,000 held, 0.84 ms with none).
 const PIDFD_BASE: i32 = 1024;
 
+/// How workers are started: exec'd (`--model exec`, a [`Spawner`]) or
+/// forked without exec (`--model fork`, a [`Forker`]). Everything after
+/// the start (pidfd, table, log line) is the same for both.
+pub enum Starter {
+    /// Boxed: one allocation at boot, and the enum stays small.
+    Exec(Box<Spawner>),
+    Fork(Forker),
+}
+
+impl Starter {
+    fn start(&mut self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
+        match self {
+            Starter::Exec(spawner) => spawner.spawn_worker(client, peer),
+            Starter::Fork(forker) => forker.fork_worker(client),
+        }
+    }
+}
+
 pub struct Spawner {
     template: SpawnTemplate,
     argv: Argv,
     log_fd: Option<BorrowedFd<'static>>,
-    /// Where pidfds are placed (see PIDFD_BASE).
-    pidfd_base: i32,
     /// The per-spawn variables, written into one buffer.
     env: ConnectionEnv,
 }
@@ -81,7 +100,6 @@ impl Spawner {
             template,
             argv: Argv::new(argv),
             log_fd,
-            pidfd_base: pidfd_base(),
             env: ConnectionEnv::new(display_addr(listener)),
         })
     }
@@ -119,17 +137,16 @@ impl Master {
     /// Starts a worker for an admitted client and enters it in the table;
     /// a failure closes the connection and is counted.
     pub(super) fn start_worker(&mut self, client: &TcpStream, peer: SocketAddr, now: Instant) {
-        let Some(spawner) = self.spawner.as_mut() else {
+        let Some(starter) = self.starter.as_mut() else {
             debug_assert!(
                 false,
-                "start_worker is only called in a model that has a spawner"
+                "start_worker is only called in a model that starts workers"
             );
             return;
         };
-        let pidfd_base = spawner.pidfd_base;
-        match spawner.spawn_worker(client, peer) {
+        match starter.start(client, peer) {
             Ok(pid) => {
-                let pidfd = self.watch_worker(pid, pidfd_base);
+                let pidfd = self.watch_worker(pid, self.pidfd_base);
                 self.workers.insert(
                     pid,
                     Worker {
@@ -178,7 +195,8 @@ impl Master {
     }
 }
 
-fn pidfd_base() -> i32 {
+/// Where pidfds are placed (see PIDFD_BASE), from the descriptor limit.
+pub fn pidfd_base() -> i32 {
     let soft = sys::get_limit(sys::Resource::OpenFiles).map_or(0, |l| l.soft);
     (soft / 4).clamp(8, PIDFD_BASE as u64) as i32
 }

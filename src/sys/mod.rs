@@ -9,6 +9,8 @@
 //! - `io.rs`: unbuffered reads and writes, one system call per attempt;
 //! - `spawn.rs`: starting a program opened once with a vfork-style clone
 //!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
+//! - `fork.rs`: starting a worker without exec (`--model fork`): the
+//!   forked child's set-up, the worker's session, `_exit`;
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
 //!   own user and environment;
 //! - `reap.rs`: reaping children and decoding how they ended (`ExitKind`);
@@ -24,7 +26,8 @@
 //!
 //! What this module must never do: allocate, lock or format inside a
 //! signal handler or in the spawned child before exec (only
-//! async-signal-safe system calls run there); hold policy (which signals,
+//! async-signal-safe system calls run there), nor return into the
+//! master's code from a forked worker (`fork.rs` ends it with `_exit`); hold policy (which signals,
 //! which limits, how many workers: callers decide); know about workers,
 //! logs or clients; hand out a descriptor it created without exactly one
 //! owner (`OwnedFd`) and close-on-exec, except the standard descriptors and
@@ -35,6 +38,7 @@ use std::ffi::c_int;
 mod clock;
 mod events;
 mod fd;
+mod fork;
 mod io;
 mod limits;
 mod names;
@@ -49,6 +53,7 @@ pub use fd::{
     adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
     memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
+pub use fork::fork_worker;
 pub use io::{read_once, write_all_unbuffered, write_once};
 pub use libc::pid_t;
 pub use limits::{

@@ -1,0 +1,107 @@
+//! `--model fork`: the textbook fork server's way of starting a worker.
+//! The master forks, and the child serves the connection without exec,
+//! with the worker's own code (the `mpecho_worker` library, the one
+//! `mpecho-worker` runs): the same idle timeout, SIGTERM handling and
+//! `connect`/`disconnect` lines under its own pid, component `worker`.
+//!
+//! Before serving, the child is set up as an exec'd worker starts
+//! (`sys::fork_worker`): the client on 3, the log on 4 (or its lines on
+//! the inherited stderr), nothing else of the master's open (listener,
+//! epoll set, pidfds, spare descriptor, metrics socket), default signal
+//! dispositions, an empty mask, its own process group, the name
+//! `mpecho-worker`. It inherits the master's environment (not the UCSPI
+//! variables an exec'd worker gets, which the echo never reads).
+//!
+//! Everything else (admission, the table, pidfds, reaping, shutdown,
+//! figures) is the exec model's (`spawn.rs`). This module never keeps the
+//! client's descriptor, and its child never returns into the master.
+
+use std::io;
+use std::net::TcpStream;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::time::Duration;
+
+use crate::handoff::{CLIENT_FD, FIRST_FREE_FD, LOG_FD, WORKER_PROGRAM, WorkerExit};
+use crate::log::Level;
+use crate::sys::{self, pid_t};
+
+use super::config::WorkerSettings;
+
+/// Standard error: where a worker logs when the master has no log file.
+const STDERR: i32 = 2;
+
+/// What a forked worker is started with, prepared once at boot.
+pub struct Forker {
+    /// The log file, `None` when logging to the inherited stderr.
+    log_fd: Option<BorrowedFd<'static>>,
+    log_level: Level,
+    idle_timeout: Option<Duration>,
+    /// `--do-nothing-workers`: the child exits at once, closing the client.
+    do_nothing: bool,
+    /// The signals the master handles or ignores, back to their defaults
+    /// in the child.
+    reset_signals: Vec<libc::c_int>,
+}
+
+impl Forker {
+    pub fn new(
+        log_fd: Option<BorrowedFd<'static>>,
+        settings: &WorkerSettings,
+        reset_signals: Vec<libc::c_int>,
+    ) -> Forker {
+        Forker {
+            log_fd,
+            log_level: settings.log_level,
+            idle_timeout: settings.idle_timeout.duration(),
+            do_nothing: settings.do_nothing,
+            reset_signals,
+        }
+    }
+
+    /// Forks a worker for `client`, returning its pid.
+    pub fn fork_worker(&self, client: &TcpStream) -> io::Result<pid_t> {
+        // As for an exec'd worker: a client on 3 or 4 would be clobbered
+        // by the other dup2 (or kept by a no-op one), so it moves up first.
+        let moved;
+        let client_fd: BorrowedFd<'_> = if client.as_raw_fd() < FIRST_FREE_FD {
+            moved = sys::dup_at_least(client.as_fd(), FIRST_FREE_FD)?;
+            moved.as_fd()
+        } else {
+            client.as_fd()
+        };
+        let (level, idle_timeout, do_nothing) =
+            (self.log_level, self.idle_timeout, self.do_nothing);
+        let serve = |log_fd: i32| {
+            move || -> i32 {
+                if do_nothing {
+                    // The exit closes the client: an orderly close, status 0.
+                    return WorkerExit::Done.code();
+                }
+                // As mpecho-worker does first: a log line to a pipe whose
+                // reader died must not kill the worker.
+                let _ = mpecho_worker::sys::ignore(mpecho_worker::sys::Signal::Pipe);
+                match mpecho_worker::serve(log_fd, level, idle_timeout) {
+                    Ok(exit) => exit,
+                    // Never for a client just accepted; the exit status
+                    // tells the master.
+                    Err(_) => WorkerExit::Usage,
+                }
+                .code()
+            }
+        };
+        match self.log_fd {
+            Some(log) => sys::fork_worker(
+                &[(client_fd, CLIENT_FD), (log, LOG_FD)],
+                &self.reset_signals,
+                WORKER_PROGRAM,
+                serve(LOG_FD),
+            ),
+            None => sys::fork_worker(
+                &[(client_fd, CLIENT_FD)],
+                &self.reset_signals,
+                WORKER_PROGRAM,
+                serve(STDERR),
+            ),
+        }
+    }
+}
