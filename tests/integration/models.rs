@@ -1,13 +1,18 @@
 //! Execution models (`--model`): what makes each one that model. `exec`
 //! serves every connection in a worker process of its own, a child of the
-//! master; `iterative` serves one client at a time in the master itself,
-//! the next waiting in the backlog, as the first server of the original.
+//! master; `fork` does too, but the child is a forked copy of `mpecho`
+//! itself, never exec'd; `iterative` serves one client at a time in the
+//! master itself, the next waiting in the backlog, as the first server of
+//! the original.
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use mpecho_testkit::{Server, TIMEOUT, echo, run_mpecho, text};
+use mpecho_testkit::{
+    Server, TIMEOUT, assert_connection_ended, echo, mpecho_bin, open_fds, run_mpecho, stat_fields,
+    text,
+};
 
 /// How long a waiting client is watched to show that nothing arrives while
 /// another is served: long enough for an echo that was going to come (a
@@ -171,4 +176,121 @@ fn iterative_refuses_options_that_make_no_sense_with_it() {
         stderr.contains("nonsense") && !stderr.contains("cannot be used"),
         "{stderr}"
     );
+}
+
+/// `fork`: each client is served by a child of the master that runs the
+/// `mpecho` executable itself (forked, never exec'd: not the built-in
+/// worker's memory file), named `mpecho-worker`, in a process group of its
+/// own, holding exactly 0-2, the client on 3 and the log file on 4, and
+/// logging `connect` under its own pid.
+#[test]
+fn fork_serves_each_client_in_a_forked_copy_of_mpecho() {
+    let server = Server::start(&["--model", "fork"]);
+    let (mut a, first) = server.connect_served_worker();
+    let (mut b, second) = server.connect_served_worker();
+    assert_ne!(first, second);
+    assert!(first != server.pid && second != server.pid);
+    let mut expected = vec![first, second];
+    expected.sort_unstable();
+    assert_eq!(
+        server.worker_pids(),
+        expected,
+        "the workers are the master's children"
+    );
+    for worker in [first, second] {
+        let exe = std::fs::read_link(format!("/proc/{worker}/exe")).expect("read the exe");
+        assert_eq!(
+            exe,
+            mpecho_bin(),
+            "worker {worker} runs {} instead of mpecho itself",
+            exe.display()
+        );
+        assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4], "worker {worker}");
+        assert_eq!(
+            std::fs::read_link(format!("/proc/{worker}/fd/4")).expect("read fd 4"),
+            server.log_path(),
+            "fd 4 of worker {worker} is not the log file"
+        );
+        let comm = std::fs::read_to_string(format!("/proc/{worker}/comm")).expect("read comm");
+        assert_eq!(comm.trim_end(), "mpecho-worker");
+        let pgrp = stat_fields(worker).and_then(|f| f.get(2)?.parse::<i32>().ok());
+        assert_eq!(
+            pgrp,
+            Some(worker),
+            "worker {worker} has no group of its own"
+        );
+    }
+    assert_eq!(echo(&mut a, b"first\n"), b"first\n");
+    assert_eq!(echo(&mut b, b"second\n"), b"second\n");
+    server.wait_for_log_line(&["]: started: listening on ", " model=fork "]);
+    assert!(server.figures().line().ends_with(" model=fork"));
+}
+
+/// `fork` keeps the worker's idle timeout: a silent client is closed by
+/// its worker, which logs why and exits with the idle status.
+#[test]
+fn fork_worker_closes_a_silent_client_after_the_idle_timeout() {
+    let server = Server::start(&["--model", "fork", "--idle-timeout", "1"]);
+    let (mut silent, worker) = server.connect_served_worker();
+    assert_eq!(silent.read(&mut [0u8; 1]).expect("an orderly close"), 0);
+    server.wait_for_log_line(&[
+        &format!("INFO worker[{worker}]: disconnect peer="),
+        "reason=idle timeout (1s)",
+    ]);
+    server.wait_for_log_line(&[&format!("worker {worker} exited status=3 (idle timeout)")]);
+    assert_eq!(server.figures().get("exited_idle"), 1);
+}
+
+/// `fork` shuts down as `exec` does: on SIGTERM the worker closes its
+/// client and exits 0, then the master exits 0 with its final figures.
+#[test]
+fn fork_shuts_down_closing_every_client() {
+    let mut server = Server::start(&["--model", "fork"]);
+    let (mut client, worker) = server.connect_served_worker();
+    assert_eq!(echo(&mut client, b"hello\n"), b"hello\n");
+    server.signal(libc::SIGTERM);
+    assert_eq!(client.read(&mut [0u8; 1]).expect("an orderly close"), 0);
+    let status = server.wait_exit(TIMEOUT);
+    assert!(status.success(), "{status:?}");
+    let log = server.log();
+    assert!(
+        log.contains(&format!("INFO worker[{worker}]: disconnect peer="))
+            && log.contains("reason=server shutting down"),
+        "{log}"
+    );
+    assert!(
+        log.contains(&format!("worker {worker} exited status=0 ")),
+        "{log}"
+    );
+    assert!(
+        log.contains("]: final figures active=0 peak=1 accepted=1 "),
+        "{log}"
+    );
+}
+
+/// `fork` keeps the master's limits: with `--max-workers 1` a second
+/// client is turned away while the first is served.
+#[test]
+fn fork_keeps_the_worker_limit() {
+    let server = Server::start(&["--model", "fork", "--max-workers", "1"]);
+    let (mut first, _worker) = server.connect_served_worker();
+    let mut second = server.connect();
+    assert_connection_ended(&mut second, true, "the client beyond the limit");
+    assert_eq!(echo(&mut first, b"still\n"), b"still\n");
+    assert_eq!(server.figures().get("rejected_full"), 1);
+    assert_eq!(server.worker_pids().len(), 1);
+}
+
+/// `--worker` names a program to exec, which `fork` never does: refused
+/// with status 2 and a sentence saying why.
+#[test]
+fn fork_refuses_a_worker_program() {
+    let output = run_mpecho(&["serve", "--model", "fork", "--worker", "/bin/true"], b"");
+    let stderr = text(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("--worker cannot be used with --model fork"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("Usage: mpecho serve"), "{stderr}");
 }
