@@ -124,7 +124,9 @@ pub struct ServeArgs {
     pub listen_fd_name: Option<String>,
 
     /// How connections are served: `exec` starts the worker program for each
-    /// (the production server); `iterative` serves one client at a time in
+    /// (the production server); `fork` forks the master for each, the child
+    /// serving it with the worker's code without exec (the textbook fork
+    /// server); `iterative` serves one client at a time in
     /// the master itself, the next waiting in the backlog (the first server
     /// of the original, for teaching and comparison).
     #[arg(long, value_name = "MODEL", value_enum, default_value_t = Model::Exec)]
@@ -174,7 +176,8 @@ pub struct ServeArgs {
     pub log_level: Level,
 
     /// A worker executable to run for every connection instead of the
-    /// mpecho-worker built into mpecho (opened once at start and checked).
+    /// mpecho-worker built into mpecho (opened once at start and checked;
+    /// `--model exec` only).
     #[arg(long, value_name = "PATH")]
     pub worker: Option<PathBuf>,
 

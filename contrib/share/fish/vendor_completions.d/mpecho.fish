@@ -33,7 +33,8 @@ complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "chat" -d 'Join a chat
 complete -c mpecho -n "__fish_mpecho_needs_command" -f -a "help" -d 'Print this message or the help of the given subcommand(s)'
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line [default: 127.0.0.1:9190]. A socket passed by systemd (socket activation) wins over it, with a log line saying so' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l listen-fd-name -d 'Under socket activation, serve the passed socket of this name (LISTEN_FDNAMES: FileDescriptorName= in the .socket unit) instead of the first one' -r
-complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l model -d 'How connections are served: `exec` starts the worker program for each (the production server); `iterative` serves one client at a time in the master itself, the next waiting in the backlog (the first server of the original, for teaching and comparison)' -r -f -a "exec\t'A worker process per connection, the worker program exec\'d'
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l model -d 'How connections are served: `exec` starts the worker program for each (the production server); `fork` forks the master for each, the child serving it with the worker\'s code without exec (the textbook fork server); `iterative` serves one client at a time in the master itself, the next waiting in the backlog (the first server of the original, for teaching and comparison)' -r -f -a "exec\t'A worker process per connection, the worker program exec\'d'
+fork\t'A worker process per connection, forked without exec'
 iterative\t'One client at a time, served by the master itself'"
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -s m -l max-workers -d 'Most workers (connections) served at once; a connection beyond it is accepted and closed at once, and counted as rejected [default: 10000; with --model iterative, 1]' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l on-full -d 'What to do with a new connection at the worker limit: `reject` accepts and closes it at once; `defer` leaves it waiting in the kernel\'s backlog until a worker exits' -r -f -a "reject\t''
@@ -48,7 +49,7 @@ warn\t''
 info\t''
 debug\t''
 trace\t''"
-complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l worker -d 'A worker executable to run for every connection instead of the mpecho-worker built into mpecho (opened once at start and checked)' -r -F
+complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l worker -d 'A worker executable to run for every connection instead of the mpecho-worker built into mpecho (opened once at start and checked; `--model exec` only)' -r -F
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l user -d 'After binding and opening the log as root, become this user (its primary and supplementary groups too) before accepting anything' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l group -d 'With --user: the group to become instead of the user\'s primary one' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand serve" -l idle-timeout -d 'Seconds a connection may stay idle (the client neither sends nor reads anything) before its worker closes it; 0 turns it off. Quiet interactive clients are closed too' -r
