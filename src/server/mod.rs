@@ -2,7 +2,7 @@
 //!
 //! Lifecycle (see LIFECYCLE.md beside this file):
 //! boot (`main` → the socket systemd passed or `listener::bind`,
-//! `metrics::bind`, log sink, `Master::boot`: signals, spawner, `listening
+//! `metrics::bind`, log sink, `Master::boot`: signals, the spawner or forker, `listening
 //! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → `admission` →
 //! `start_worker` or `turn_away`; pidfd ready → `reap_worker`; a scrape →
 //! `serve_metrics`)
