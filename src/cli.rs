@@ -226,6 +226,8 @@ pub enum Model {
 }
 
 impl Model {
+    pub const ALL: [Model; 3] = [Model::Exec, Model::Fork, Model::Iterative];
+
     pub fn name(self) -> &'static str {
         match self {
             Model::Exec => "exec",

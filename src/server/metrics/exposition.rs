@@ -12,6 +12,7 @@
 //! base units (seconds, bytes), `_total` on counters; the process's own
 //! resource use goes by the standard `process_` names.
 
+use crate::cli::Model;
 use std::fmt;
 use std::io::Write as _;
 use std::time::UNIX_EPOCH;
@@ -106,6 +107,13 @@ pub fn render(out: &mut Vec<u8>, s: &Snapshot<'_>, scrapes: &Stats) {
          with --on-full defer); closed (shutting down).",
         "state",
         &listener_states(s.listener),
+    );
+    w.labelled(
+        "mpecho_model",
+        Gauge,
+        "1 for the execution model the master runs (--model), 0 for the others.",
+        "model",
+        &Model::ALL.map(|model| (model.name(), u64::from(model == s.config.model))),
     );
     let admission = &s.config.admission;
     w.single(

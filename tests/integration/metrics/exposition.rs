@@ -14,7 +14,7 @@ use super::{Scrape, scrape, start};
 
 /// Every family, as the parser names it (counters without `_total`), and
 /// its type: the README's table lists the same.
-const FAMILIES: [(&str, &str); 21] = [
+const FAMILIES: [(&str, &str); 22] = [
     ("mpecho_connections_accepted", "counter"),
     ("mpecho_connections_rejected", "counter"),
     ("mpecho_accept_errors", "counter"),
@@ -24,6 +24,7 @@ const FAMILIES: [(&str, &str); 21] = [
     ("mpecho_workers_active", "gauge"),
     ("mpecho_workers_peak", "gauge"),
     ("mpecho_listener_state", "gauge"),
+    ("mpecho_model", "gauge"),
     ("mpecho_max_workers", "gauge"),
     ("mpecho_max_per_ip", "gauge"),
     ("mpecho_idle_timeout_seconds", "gauge"),
@@ -210,6 +211,13 @@ fn a_scrape_parses_and_counts_a_known_sequence() {
             count("mpecho_listener_state", &[("state", state)]),
             expected,
             "{state}"
+        );
+    }
+    for (model, expected) in [("exec", 1), ("fork", 0), ("iterative", 0)] {
+        assert_eq!(
+            count("mpecho_model", &[("model", model)]),
+            expected,
+            "{model}"
         );
     }
     assert_eq!(count("mpecho_worker_lifetime_seconds_count", &[]), 3);
