@@ -18,14 +18,15 @@
 
 use std::io;
 use std::net::TcpStream;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
-use crate::handoff::{CLIENT_FD, FIRST_FREE_FD, LOG_FD, WORKER_PROGRAM, WorkerExit};
+use crate::handoff::{CLIENT_FD, LOG_FD, WORKER_PROGRAM, WorkerExit};
 use crate::log::Level;
 use crate::sys::{self, pid_t};
 
 use super::config::WorkerSettings;
+use super::spawn::moved_clear_of_handoff;
 
 /// Standard error: where a worker logs when the master has no log file.
 const STDERR: i32 = 2;
@@ -60,15 +61,8 @@ impl Forker {
 
     /// Forks a worker for `client`, returning its pid.
     pub fn fork_worker(&self, client: &TcpStream) -> io::Result<pid_t> {
-        // As for an exec'd worker: a client on 3 or 4 would be clobbered
-        // by the other dup2 (or kept by a no-op one), so it moves up first.
-        let moved;
-        let client_fd: BorrowedFd<'_> = if client.as_raw_fd() < FIRST_FREE_FD {
-            moved = sys::dup_at_least(client.as_fd(), FIRST_FREE_FD)?;
-            moved.as_fd()
-        } else {
-            client.as_fd()
-        };
+        let moved = moved_clear_of_handoff(client)?;
+        let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
         let (level, idle_timeout, do_nothing) =
             (self.log_level, self.idle_timeout, self.do_nothing);
         let serve = |log_fd: i32| {

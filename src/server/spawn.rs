@@ -107,17 +107,8 @@ impl Spawner {
     /// Starts a worker for `client` (whose address is `peer`), returning
     /// its pid.
     fn spawn_worker(&mut self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
-        // The client is normally far above 4 (the listener, the log and the
-        // spare descriptor come first), but if it landed on 3 or 4 the
-        // dup2 sequence would clobber it or leave close-on-exec set on it
-        // (`dup2(3, 3)` is a no-op), so it is moved up first.
-        let moved;
-        let client_fd: BorrowedFd<'_> = if client.as_raw_fd() < FIRST_FREE_FD {
-            moved = sys::dup_at_least(client.as_fd(), FIRST_FREE_FD)?;
-            moved.as_fd()
-        } else {
-            client.as_fd()
-        };
+        let moved = moved_clear_of_handoff(client)?;
+        let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
         let env = self
             .env
             .describe(peer, || client.local_addr().map(display_addr))?;
@@ -192,6 +183,19 @@ impl Master {
                 None
             }
         }
+    }
+}
+
+/// A copy of `client` above the hand-over's numbers, when it sits on one.
+/// The client is normally far above 4 (the listener, the log and the spare
+/// descriptor come first), but if it landed on 3 or 4 the child's dup2
+/// sequence would clobber it or leave close-on-exec set on it (`dup2(3, 3)`
+/// is a no-op), so it is moved up first. `None`: use `client` as it is.
+pub(super) fn moved_clear_of_handoff(client: &TcpStream) -> io::Result<Option<OwnedFd>> {
+    if client.as_raw_fd() < FIRST_FREE_FD {
+        sys::dup_at_least(client.as_fd(), FIRST_FREE_FD).map(Some)
+    } else {
+        Ok(None)
     }
 }
 
