@@ -9,9 +9,11 @@
 //! `MPECHO_BIN` overrides that (to run the benches against another build,
 //! for a before/after comparison).
 //!
-//! The worker executable is found beside whichever mpecho that is
-//! ([`worker_bin`]), as `mpecho serve` finds it. The root package's
-//! examples are in `examples/` of that same directory ([`example`]).
+//! The `mpecho-worker` file the workspace builds is beside whichever mpecho
+//! that is ([`worker_bin`]): `mpecho serve` runs the copy built into it, so
+//! tests need the file only for `--worker` and for `Accept=yes` units. The
+//! root package's examples are in `examples/` of that same directory
+//! ([`example`]).
 //!
 //! Never fall back to `PATH`: a test must not silently run some other
 //! installed mpecho.
@@ -89,8 +91,8 @@ pub fn mpecho_bin() -> &'static Path {
     })
 }
 
-/// The worker executable the mpecho under test runs: `mpecho-worker` beside
-/// [`mpecho_bin`] (where `mpecho serve` looks for it).
+/// The `mpecho-worker` file built beside [`mpecho_bin`] (for `--worker` and
+/// `Accept=yes` units; `mpecho serve` runs the copy built into it).
 pub fn worker_bin() -> PathBuf {
     let path = mpecho_bin().with_file_name("mpecho-worker");
     assert!(

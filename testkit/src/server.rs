@@ -53,7 +53,7 @@ pub struct ServerOptions {
     /// exec, not fork: the pid started is the server's.
     pub wrapper: Vec<String>,
     /// The mpecho executable to run instead of `mpecho_bin()` (a copy in a
-    /// directory of the test's own, with its worker beside it).
+    /// directory of the test's own).
     pub binary: Option<PathBuf>,
 }
 
