@@ -92,6 +92,19 @@ pub fn dup_at_least(fd: BorrowedFd<'_>, min: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(new) })
 }
 
+/// Duplicates `fd` onto the number `target`, close-on-exec, and returns
+/// the new descriptor's owner. For a number the caller's protocol reserves
+/// and no one owns (a pool process's client on 3): whatever was open there
+/// is closed first, by `dup3` itself.
+pub fn dup_to(fd: BorrowedFd<'_>, target: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: dup3 makes `target` a new descriptor for `fd`'s open file;
+    // the caller vouches that no one else owns the number `target`, so the
+    // OwnedFd below is its only owner.
+    let new = check(unsafe { libc::dup3(fd.as_raw_fd(), target, libc::O_CLOEXEC) })?;
+    // SAFETY: as above.
+    Ok(unsafe { OwnedFd::from_raw_fd(new) })
+}
+
 /// Makes descriptor `target` refer to `source`'s open file, atomically and
 /// close-on-exec (`dup3`): anyone holding the number `target` writes to the
 /// new file from the next call on, and no moment exists at which the number

@@ -11,6 +11,8 @@
 //!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
 //! - `fork.rs`: starting a worker without exec (`--model fork`): the
 //!   forked child's set-up, the worker's session, `_exit`;
+//! - `passing.rs`: descriptors passed between processes over a
+//!   sequenced-packet socket pair (`--model prefork`'s hand-over);
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
 //!   own user and environment;
 //! - `reap.rs`: reaping children and decoding how they ended (`ExitKind`);
@@ -42,6 +44,7 @@ mod fork;
 mod io;
 mod limits;
 mod names;
+mod passing;
 mod process;
 mod reap;
 mod signals;
@@ -50,7 +53,7 @@ mod spawn;
 pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
 pub use fd::{
-    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
+    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, dup_to, ensure_standard_fds,
     memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
 pub use fork::fork_worker;
@@ -60,6 +63,7 @@ pub use limits::{
     CpuTime, Limit, Resource, Usage, cpu_time, get_limit, raise_soft_limit_to_hard, set_soft_limit,
 };
 pub use names::resolve_hosts_with_files_and_dns;
+pub use passing::{Received, recv_fd, send_byte, send_fd, seqpacket_pair};
 pub use process::{
     Forked, become_user, effective_uid, fork, pidfd_open, pidfd_send_signal, send_signal, unset_env,
 };
