@@ -4,7 +4,11 @@
 //!   per connection (`--model exec`, the default), or systemd starts;
 //! - a child `mpecho` forks without exec (`--model fork`), which calls
 //!   [`serve`] once its descriptors and signals are set up as an exec'd
-//!   worker's are, then exits with the status it returned.
+//!   worker's are, then exits with the status it returned;
+//! - a pool process of `--model prefork`, which calls [`serve`] once per
+//!   connection the master passes it, with [`install_stop_handler`] and
+//!   [`stop_requested`] to hear the master's request to finish between
+//!   connections too.
 //!
 //! Without std, libc or an allocator (its whole cost is what a
 //! connection costs), it must build both for the no_std executable and
@@ -51,7 +55,9 @@ use crate::sys::Direction;
 ///
 /// The caller has set the process up first: the client on 3, the log on
 /// `log_fd`, no other descriptor of anyone else's, default signal
-/// dispositions and an empty mask. Call it once per process.
+/// dispositions (or the SIGTERM handler of [`install_stop_handler`]) and
+/// an empty mask. A process may serve one client after another; each call
+/// serves the one on descriptor 3 then.
 pub fn serve(
     log_fd: i32,
     log_level: Level,
@@ -82,4 +88,18 @@ pub fn serve(
         .with(|buf| Session::new(idle_timeout).serve(peer, buf))
         // Lent already: only a second session in one process could be.
         .unwrap_or(WorkerExit::IoError))
+}
+
+/// Installs the SIGTERM handler [`serve`] installs, ahead of the first
+/// connection: for a process that waits for connections between sessions
+/// (`--model prefork`), so that the master's request to finish is recorded
+/// whenever it comes (see [`stop_requested`]).
+pub fn install_stop_handler() -> Result<(), mpecho_handoff::Errno> {
+    sigterm::install()
+}
+
+/// Whether SIGTERM (the master's request to finish) arrived since the last
+/// call, clearing the record.
+pub fn stop_requested() -> bool {
+    sigterm::take()
 }
