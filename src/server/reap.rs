@@ -1,53 +1,113 @@
 //! Reaping workers, from the main loop only (DESIGN §3), in one of two ways:
-//! `reap_worker` for a worker whose pidfd epoll reported readable
+//! `reap` for a child whose pidfd epoll reported readable
 //! (`waitid(P_PIDFD)`, one child looked at), and `reap_children`, the
 //! classic `waitpid(-1, WNOHANG)` until it returns 0, after a SIGCHLD when
-//! some worker has no pidfd. SIGCHLDs coalesce: one flag may stand for many
+//! some child has no pidfd. SIGCHLDs coalesce: one flag may stand for many
 //! exits, so that call reaps every child that has ended, never just one.
+//!
+//! `record_end` is where a connection's end is counted and logged, once:
+//! when its worker is reaped, or when a pool process (`--model prefork`,
+//! `pool/`, whose children this module hands on) reports it.
 
+use std::fmt;
 use std::time::Duration;
 
 use crate::handoff::WorkerExit;
 use crate::log::{error, info, warning};
 use crate::sys::{self, ExitKind, pid_t};
 
+use super::event_loop::Master;
 use super::monitor::Counters;
 use super::workers::Workers;
 
-/// Reaps every terminated child, updating the table and the counters and
-/// logging how each one ended.
-pub fn reap_children(workers: &mut Workers, counters: &mut Counters) {
-    loop {
-        match sys::reap_one_child() {
-            Ok(Some((pid, how))) => record_exit(pid, how, workers, counters),
-            Ok(None) => return,
-            Err(e) => {
-                error!("waitpid failed: {e}");
-                return;
+impl Master {
+    /// Reaps every terminated child (the SIGCHLD scan), each as
+    /// [`Master::child_exited`] says.
+    pub(super) fn reap_children(&mut self) {
+        loop {
+            match sys::reap_one_child() {
+                Ok(Some((pid, how))) => self.child_exited(pid, how),
+                Ok(None) => return,
+                Err(e) => {
+                    error!("waitpid failed: {e}");
+                    return;
+                }
             }
         }
     }
-}
 
-/// Reaps worker `pid` after its pidfd became readable.
-pub fn reap_worker(pid: pid_t, workers: &mut Workers, counters: &mut Counters) {
-    // Already reaped by a SIGCHLD scan in this same wake-up.
-    let Some(pidfd) = workers.pidfd(pid) else {
-        return;
-    };
-    match sys::reap_pidfd(pidfd) {
-        Ok(Some(how)) => record_exit(pid, how, workers, counters),
-        // Readable means ended; a spurious wake-up costs one call.
-        Ok(None) => {}
-        Err(e) => error!("waitid for worker {pid} failed: {e}"),
+    /// Whether some child can only be reaped by the SIGCHLD scan.
+    pub(super) fn reaps_by_scan(&self) -> bool {
+        match &self.pool {
+            Some(pool) => pool.without_pidfd() > 0,
+            None => self.workers.without_pidfd() > 0,
+        }
+    }
+
+    /// Reaps the child whose pidfd (token: its pid) became readable.
+    pub(super) fn reap(&mut self, pid: pid_t) {
+        if self.pool.is_some() {
+            return self.reap_member(pid);
+        }
+        // Already reaped by a SIGCHLD scan in this same wake-up.
+        let Some(pidfd) = self.workers.pidfd(pid) else {
+            return;
+        };
+        match sys::reap_pidfd(pidfd) {
+            Ok(Some(how)) => self.child_exited(pid, how),
+            // Readable means ended; a spurious wake-up costs one call.
+            Ok(None) => {}
+            Err(e) => error!("waitid for worker {pid} failed: {e}"),
+        }
+    }
+
+    /// A reaped child: a worker, or a pool process (`--model prefork`).
+    fn child_exited(&mut self, pid: pid_t, how: ExitKind) {
+        if self.pool.is_some() {
+            return self.member_exited(pid, how);
+        }
+        record_end(
+            pid,
+            how,
+            Ending::Exited,
+            &mut self.workers,
+            &mut self.counters,
+        );
     }
 }
 
-fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut Counters) {
+/// How a connection's end was learnt.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ending {
+    /// Its worker was reaped.
+    Exited,
+    /// Its pool process reported the session's end and serves on.
+    Finished,
+}
+
+impl fmt::Display for Ending {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Ending::Exited => "exited",
+            Ending::Finished => "finished",
+        })
+    }
+}
+
+/// Ends worker `pid`'s connection, which ended as `how` says: the table
+/// forgets it (releasing its address's slot), the counters count it, and
+/// one line says how it went.
+pub fn record_end(
+    pid: pid_t,
+    how: ExitKind,
+    ending: Ending,
+    workers: &mut Workers,
+    counters: &mut Counters,
+) {
     let worker = workers.remove(pid);
     debug_assert!(
         worker.is_some(),
-        "a reaped pid ({pid}) must be in the workers table"
+        "an ended worker ({pid}) must be in the workers table"
     );
     let (peer, lived) = match &worker {
         Some(w) => (w.peer.to_string(), w.started.elapsed()),
@@ -61,19 +121,19 @@ fn record_exit(pid: pid_t, how: ExitKind, workers: &mut Workers, counters: &mut 
             Some(WorkerExit::Done) => {
                 counters.exited_ok += 1;
                 info!(
-                    "worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}"
+                    "worker {pid} {ending} status={code} peer={peer} lived={lived:.3}s active={active}"
                 );
             }
             Some(WorkerExit::IdleTimeout) => {
                 counters.exited_idle += 1;
                 info!(
-                    "worker {pid} exited status={code} (idle timeout) peer={peer} lived={lived:.3}s active={active}"
+                    "worker {pid} {ending} status={code} (idle timeout) peer={peer} lived={lived:.3}s active={active}"
                 );
             }
             Some(WorkerExit::IoError | WorkerExit::Usage) | None => {
                 counters.exited_error += 1;
                 warning!(
-                    "worker {pid} exited status={code} peer={peer} lived={lived:.3}s active={active}"
+                    "worker {pid} {ending} status={code} peer={peer} lived={lived:.3}s active={active}"
                 );
             }
         },

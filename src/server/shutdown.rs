@@ -44,6 +44,12 @@ impl Draining {
         (!self.killed).then_some(self.deadline)
     }
 
+    /// Whether the remaining workers were killed (the grace period is over,
+    /// or a second stop signal came).
+    pub fn killed(&self) -> bool {
+        self.killed
+    }
+
     /// Kills the remaining workers once the grace period is over.
     pub fn on_tick(&mut self, now: Instant, workers: &Workers) {
         if !self.killed && now >= self.deadline {

@@ -138,41 +138,56 @@ impl Master {
         match starter.start(client, peer) {
             Ok(pid) => {
                 let pidfd = self.watch_worker(pid, self.pidfd_base);
-                self.workers.insert(
-                    pid,
-                    Worker {
-                        peer,
-                        started: now,
-                        pidfd,
-                    },
-                );
-                self.counters.accepted += 1;
-                info!(
-                    "accept peer={peer} worker={pid} active={}",
-                    self.workers.len()
-                );
+                self.enter_worker(pid, peer, pidfd, now);
             }
-            Err(e) => {
-                self.counters.spawn_failures += 1;
-                self.throttle.log(
-                    Kind::SpawnFailure,
-                    Level::Error,
-                    now,
-                    format_args!(
-                        "could not start a worker for peer={peer}: {e}; connection closed"
-                    ),
-                );
-                if is_resource_shortage(&e) {
-                    self.pause_accepting();
-                }
-            }
+            Err(e) => self.start_failed(peer, &e, now),
+        }
+    }
+
+    /// Process `pid` serves the client at `peer` from `now` on: it enters
+    /// the table (the limits count it), the figures and the log.
+    pub(super) fn enter_worker(
+        &mut self,
+        pid: pid_t,
+        peer: SocketAddr,
+        pidfd: Option<OwnedFd>,
+        now: Instant,
+    ) {
+        self.workers.insert(
+            pid,
+            Worker {
+                peer,
+                started: now,
+                pidfd,
+            },
+        );
+        self.counters.accepted += 1;
+        info!(
+            "accept peer={peer} worker={pid} active={}",
+            self.workers.len()
+        );
+    }
+
+    /// A worker could not be started for the client at `peer`: the
+    /// connection is closed (by the caller), counted and logged, and
+    /// accepting pauses when retrying at once would fail the same way.
+    pub(super) fn start_failed(&mut self, peer: SocketAddr, e: &io::Error, now: Instant) {
+        self.counters.spawn_failures += 1;
+        self.throttle.log(
+            Kind::SpawnFailure,
+            Level::Error,
+            now,
+            format_args!("could not start a worker for peer={peer}: {e}; connection closed"),
+        );
+        if is_resource_shortage(e) {
+            self.pause_accepting();
         }
     }
 
     /// A pidfd for a new worker, kept high and registered in epoll, or
     /// `None` (the worker is then reaped by the SIGCHLD scan and signalled
     /// by pid, which is safe: its pid stays ours until we reap it).
-    fn watch_worker(&self, pid: pid_t, pidfd_base: i32) -> Option<OwnedFd> {
+    pub(super) fn watch_worker(&self, pid: pid_t, pidfd_base: i32) -> Option<OwnedFd> {
         let pidfd = sys::pidfd_open(pid)
             .and_then(|fd| sys::dup_at_least(fd.as_fd(), pidfd_base))
             .and_then(|fd| self.epoll.add(fd.as_fd(), pid as u64).map(|()| fd));
