@@ -126,7 +126,9 @@ pub struct ServeArgs {
     /// How connections are served: `exec` starts the worker program for each
     /// (the production server); `fork` forks the master for each, the child
     /// serving it with the worker's code without exec (the textbook fork
-    /// server); `iterative` serves one client at a time in
+    /// server); `prefork` keeps a pool of forked processes, each serving one
+    /// connection at a time and then the next (Apache's prefork);
+    /// `iterative` serves one client at a time in
     /// the master itself, the next waiting in the backlog (the first server
     /// of the original, for teaching and comparison).
     #[arg(long, value_name = "MODEL", value_enum, default_value_t = Model::Exec)]
@@ -134,7 +136,8 @@ pub struct ServeArgs {
 
     /// Most workers (connections) served at once; a connection beyond it is
     /// accepted and closed at once, and counted as rejected [default: 10000;
-    /// with --model iterative, 1].
+    /// with --model iterative, 1]. With --model prefork, the most pool
+    /// processes, idle or busy.
     // An Option, so that `--model iterative` can refuse a limit given on
     // purpose and still have a default of its own.
     #[arg(short = 'm', long, value_name = "N",
@@ -204,6 +207,21 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub do_nothing_workers: bool,
 
+    /// With --model prefork: the fewest idle processes kept waiting for the
+    /// next connections [default: 5, or --max-workers if lower].
+    #[arg(long, value_name = "N")]
+    pub min_spare: Option<u32>,
+
+    /// With --model prefork: the most idle processes kept; more are
+    /// stopped [default: 10, and at least --min-spare].
+    #[arg(long, value_name = "N")]
+    pub max_spare: Option<u32>,
+
+    /// With --model prefork: connections one process serves before it is
+    /// replaced by a fresh one; 0 is never [default: 0].
+    #[arg(long, value_name = "N")]
+    pub max_requests: Option<u64>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.
     /// 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`).
     /// Off by default.
@@ -221,17 +239,20 @@ pub enum Model {
     Exec,
     /// A worker process per connection, forked without exec.
     Fork,
+    /// A pool of forked processes, each serving one connection at a time.
+    Prefork,
     /// One client at a time, served by the master itself.
     Iterative,
 }
 
 impl Model {
-    pub const ALL: [Model; 3] = [Model::Exec, Model::Fork, Model::Iterative];
+    pub const ALL: [Model; 4] = [Model::Exec, Model::Fork, Model::Prefork, Model::Iterative];
 
     pub fn name(self) -> &'static str {
         match self {
             Model::Exec => "exec",
             Model::Fork => "fork",
+            Model::Prefork => "prefork",
             Model::Iterative => "iterative",
         }
     }
@@ -242,19 +263,37 @@ impl ServeArgs {
     pub fn max_workers(&self) -> u32 {
         match (self.model, self.max_workers) {
             (_, Some(n)) => n,
-            (Model::Exec | Model::Fork, None) => DEFAULT_MAX_WORKERS,
+            (Model::Exec | Model::Fork | Model::Prefork, None) => DEFAULT_MAX_WORKERS,
             (Model::Iterative, None) => 1,
+        }
+    }
+
+    /// The pool's settings (`--model prefork`), defaults filled in.
+    pub fn pool(&self) -> PoolSizes {
+        // A small --max-workers lowers the default, never a number given.
+        let min_spare = self
+            .min_spare
+            .unwrap_or_else(|| DEFAULT_MIN_SPARE.min(self.max_workers()));
+        PoolSizes {
+            min_spare,
+            max_spare: self
+                .max_spare
+                .unwrap_or_else(|| DEFAULT_MAX_SPARE.max(min_spare)),
+            max_requests: self.max_requests.unwrap_or(0),
         }
     }
 
     /// Options that make no sense together, as a sentence saying why.
     fn conflicts(&self) -> Option<String> {
-        if self.model == Model::Fork && self.worker.is_some() {
-            return Some(
-                "--worker cannot be used with --model fork: its workers are forked copies of \
-                 this executable and run no worker program"
-                    .to_owned(),
-            );
+        if matches!(self.model, Model::Fork | Model::Prefork) && self.worker.is_some() {
+            return Some(format!(
+                "--worker cannot be used with --model {}: its workers are forked copies of \
+                 this executable and run no worker program",
+                self.model.name()
+            ));
+        }
+        if let Some(why) = self.pool_conflicts() {
+            return Some(why);
         }
         if self.model != Model::Iterative {
             return None;
@@ -276,6 +315,57 @@ impl ServeArgs {
         if self.worker.is_some() {
             return Some(format!(
                 "--worker cannot be used: {why}, which runs no worker"
+            ));
+        }
+        None
+    }
+}
+
+/// The default `--min-spare` and `--max-spare`, Apache prefork's.
+pub const DEFAULT_MIN_SPARE: u32 = 5;
+pub const DEFAULT_MAX_SPARE: u32 = 10;
+
+/// How `--model prefork` sizes its pool.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolSizes {
+    /// Fewest idle processes kept ready.
+    pub min_spare: u32,
+    /// Most idle processes kept; the surplus is stopped.
+    pub max_spare: u32,
+    /// Connections a process serves before it is replaced; 0 is never.
+    pub max_requests: u64,
+}
+
+impl ServeArgs {
+    /// The pool options' conflicts: given without the pool, or sizes that
+    /// contradict each other or the worker limit.
+    fn pool_conflicts(&self) -> Option<String> {
+        if self.model != Model::Prefork {
+            let given = [
+                ("--min-spare", self.min_spare.is_some()),
+                ("--max-spare", self.max_spare.is_some()),
+                ("--max-requests", self.max_requests.is_some()),
+            ];
+            return given.iter().find(|(_, given)| *given).map(|(option, _)| {
+                format!(
+                    "{option} cannot be used with --model {}: it sizes the pool of --model prefork",
+                    self.model.name()
+                )
+            });
+        }
+        let sizes = self.pool();
+        if sizes.max_spare < sizes.min_spare {
+            return Some(format!(
+                "--max-spare {} is below --min-spare {}: the pool could never settle",
+                sizes.max_spare, sizes.min_spare
+            ));
+        }
+        let max_workers = self.max_workers();
+        if sizes.min_spare > max_workers {
+            return Some(format!(
+                "--min-spare {} is above --max-workers {max_workers}: the pool never has more \
+                 processes than --max-workers",
+                sizes.min_spare
             ));
         }
         None

@@ -176,6 +176,7 @@ impl Master {
         match self.config.admission.admit(&self.workers, peer.ip()) {
             Ok(()) => match self.config.model {
                 Model::Exec | Model::Fork => self.start_worker(&client, peer, now),
+                Model::Prefork => self.hand_to_pool(&client, peer, now),
                 Model::Iterative => self.begin_session(client, peer),
             },
             Err(refusal) => self.turn_away(&refusal, peer, now),

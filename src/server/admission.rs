@@ -43,7 +43,7 @@ pub enum Refusal {
 impl Admission {
     /// Whether the worker limit is reached: the one test of it.
     pub fn is_full(&self, workers: &Workers) -> bool {
-        workers.len() >= self.max_workers
+        workers.len() + workers.reserved() >= self.max_workers
     }
 
     /// Whether the master should stop accepting for now, leaving new

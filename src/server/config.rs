@@ -7,7 +7,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::cli::{Model, ServeArgs};
+use crate::cli::{Model, PoolSizes, ServeArgs};
 use crate::handoff::IdleTimeout;
 use crate::log::Level;
 
@@ -17,6 +17,8 @@ use super::admission::Admission;
 pub struct Config {
     /// How connections are served (`--model`).
     pub model: Model,
+    /// The pool's sizes (used by `--model prefork` only).
+    pub pool: PoolSizes,
     pub admission: Admission,
     /// Zero turns the periodic figures off (SIGUSR1 still asks for one).
     pub monitor_interval: Duration,
@@ -42,6 +44,7 @@ impl Config {
     pub fn from_args(args: &ServeArgs) -> Config {
         Config {
             model: args.model,
+            pool: args.pool(),
             admission: Admission {
                 max_workers: args.max_workers() as usize,
                 max_per_ip: args.max_per_ip as usize,

@@ -35,7 +35,7 @@ use super::iterative::{SESSION, Session};
 use super::listener::{Listener, State};
 use super::metrics::{self, Endpoint};
 use super::monitor::{Counters, ProcessFigures, Schedule, Snapshot};
-use super::reap::{reap_children, reap_worker};
+use super::pool::{Pool, control_owner};
 use super::shutdown::{Draining, begin_shutdown};
 use super::spawn::{Spawner, Starter, pidfd_base};
 use super::throttle::{Kind, Throttle};
@@ -67,9 +67,12 @@ pub struct Master {
     pub(super) epoll: Epoll,
     events: Vec<EpollEvent>,
     pub(super) listener: Listener,
-    /// Starts workers (`--model exec` or `fork`); `None` in the iterative
-    /// model, which runs none.
+    /// Starts workers (`--model exec` or `fork`); `None` in the other
+    /// models.
     pub(super) starter: Option<Starter>,
+    /// The pool of processes that serve one client after another
+    /// (`--model prefork`).
+    pub(super) pool: Option<Pool>,
     /// Where workers' pidfds are placed (`spawn::PIDFD_BASE`).
     pub(super) pidfd_base: i32,
     /// The client the master serves itself (`--model iterative`).
@@ -107,15 +110,26 @@ impl Master {
         let mut reset = HANDLED.to_vec();
         reset.push(libc::SIGPIPE);
         let addr = listener.local_addr().map_err(ServeError::LocalAddr)?;
-        let starter = match config.model {
-            Model::Exec => Some(Starter::Exec(Box::new(
-                Spawner::new(log_fd, &config.worker, reset, addr).map_err(ServeError::Spawner)?,
-            ))),
+        let (mut starter, mut pool) = (None, None);
+        match config.model {
+            Model::Exec => {
+                let spawner = Spawner::new(log_fd, &config.worker, reset, addr)
+                    .map_err(ServeError::Spawner)?;
+                starter = Some(Starter::Exec(Box::new(spawner)));
+            }
             // No worker program to open or check: the child runs the
             // worker's code linked into this executable.
-            Model::Fork => Some(Starter::Fork(Forker::new(log_fd, &config.worker, reset))),
-            Model::Iterative => None,
-        };
+            Model::Fork => {
+                starter = Some(Starter::Fork(Forker::new(log_fd, &config.worker, reset)))
+            }
+            Model::Prefork => {
+                pool = Some(Pool::new(
+                    Forker::new(log_fd, &config.worker, reset),
+                    config.pool,
+                ));
+            }
+            Model::Iterative => {}
+        }
         let acceptor = Acceptor::new(listener);
         let listener = Listener::open(acceptor, &epoll, LISTENER).map_err(ServeError::Epoll)?;
         let mut metrics = metrics
@@ -136,6 +150,7 @@ impl Master {
             events: vec![EpollEvent { events: 0, u64: 0 }; EVENTS_PER_WAKE],
             listener,
             starter,
+            pool,
             pidfd_base: pidfd_base(),
             session: None,
             session_peak: 0,
@@ -169,9 +184,14 @@ impl Master {
     pub fn run(mut self) -> Result<(), ServeError> {
         loop {
             let now = Instant::now();
-            if self.draining.is_some() && self.workers.is_empty() && self.session.is_none() {
+            if self.draining.is_some()
+                && self.workers.is_empty()
+                && self.session.is_none()
+                && self.pool.as_ref().is_none_or(Pool::is_empty)
+            {
                 break;
             }
+            self.maintain_pool(now);
             self.update_listener(now)?;
             let timeout = self
                 .next_deadline()
@@ -191,7 +211,8 @@ impl Master {
                     LISTENER => listener_ready = true,
                     SESSION => self.serve_session(),
                     token if metrics::owns(token) => metrics_ready = true,
-                    pid => reap_worker(pid as pid_t, &mut self.workers, &mut self.counters),
+                    token if let Some(pid) = control_owner(token) => self.on_pool_report(pid),
+                    pid => self.reap(pid as pid_t),
                 }
             }
 
@@ -263,6 +284,7 @@ impl Master {
             self.metrics.as_ref().and_then(Endpoint::next_deadline),
             self.notifier.next_watchdog(),
             self.session_deadline(),
+            self.pool.as_ref().and_then(Pool::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -272,8 +294,8 @@ impl Master {
     fn handle_signals(&mut self) {
         // Workers with a pidfd are reaped through epoll; SIGCHLD matters
         // only for those without one (pidfd_open failed, e.g. EMFILE).
-        if self.signals.take(libc::SIGCHLD) && self.workers.without_pidfd() > 0 {
-            reap_children(&mut self.workers, &mut self.counters);
+        if self.signals.take(libc::SIGCHLD) && self.reaps_by_scan() {
+            self.reap_children();
         }
         for sig in [libc::SIGTERM, libc::SIGINT] {
             if self.signals.take(sig) {
@@ -308,6 +330,7 @@ impl Master {
                     self.config.grace,
                 ));
                 self.close_session();
+                self.drain_pool();
             }
         }
     }
@@ -324,6 +347,12 @@ impl Master {
         }
         if let Some(draining) = &mut self.draining {
             draining.on_tick(now, &self.workers);
+            if draining.killed()
+                && let Some(pool) = &self.pool
+            {
+                // Idle processes left at once; any still here is stuck.
+                pool.signal_all(libc::SIGKILL);
+            }
         }
         if let Some(metrics) = &mut self.metrics {
             metrics.on_tick(now, &self.epoll);

@@ -32,16 +32,18 @@ use super::spawn::moved_clear_of_handoff;
 const STDERR: i32 = 2;
 
 /// What a forked worker is started with, prepared once at boot.
+/// Its fields are shared with the pool (`pool/member.rs`), whose
+/// processes are forked workers too.
 pub struct Forker {
     /// The log file, `None` when logging to the inherited stderr.
-    log_fd: Option<BorrowedFd<'static>>,
-    log_level: Level,
-    idle_timeout: Option<Duration>,
+    pub(super) log_fd: Option<BorrowedFd<'static>>,
+    pub(super) log_level: Level,
+    pub(super) idle_timeout: Option<Duration>,
     /// `--do-nothing-workers`: the child exits at once, closing the client.
-    do_nothing: bool,
+    pub(super) do_nothing: bool,
     /// The signals the master handles or ignores, back to their defaults
     /// in the child.
-    reset_signals: Vec<libc::c_int>,
+    pub(super) reset_signals: Vec<libc::c_int>,
 }
 
 impl Forker {

@@ -26,6 +26,7 @@ mod lifetimes;
 pub mod listener;
 mod metrics;
 mod monitor;
+mod pool;
 mod privileges;
 mod reap;
 mod reload;

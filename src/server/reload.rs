@@ -9,7 +9,9 @@
 //! (with the figures as status), so `systemctl reload` and
 //! `Type=notify-reload` see when it is done.
 //! Workers already running keep the log descriptor they were given: their
-//! last lines go to the old file.
+//! last lines go to the old file. Pool processes (`--model prefork`), which
+//! would keep it for ever, are renewed: idle ones now, busy ones when
+//! their client leaves.
 
 use crate::log;
 
@@ -19,6 +21,7 @@ impl Master {
     pub(super) fn reload(&mut self) {
         self.notifier.reloading();
         log::reopen_on_sighup();
+        self.renew_pool();
         self.notifier.ready(self.snapshot().figures());
     }
 }

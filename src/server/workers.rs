@@ -47,6 +47,9 @@ pub struct Workers {
     peak: usize,
     /// Live workers without a pidfd, which only a SIGCHLD scan can reap.
     without_pidfd: usize,
+    /// Processes that hold a slot of `--max-workers` without serving a
+    /// client: `--model prefork`'s processes on their way out.
+    reserved: usize,
 }
 
 impl Workers {
@@ -56,6 +59,7 @@ impl Workers {
             per_ip: HashMap::new(),
             peak: 0,
             without_pidfd: 0,
+            reserved: 0,
         }
     }
 
@@ -95,6 +99,16 @@ impl Workers {
 
     pub fn is_empty(&self) -> bool {
         self.live.is_empty()
+    }
+
+    /// Sets how many slots processes without a client hold (see `reserved`).
+    pub fn reserve(&mut self, slots: usize) {
+        self.reserved = slots;
+    }
+
+    /// Slots held by processes without a client.
+    pub fn reserved(&self) -> usize {
+        self.reserved
     }
 
     /// Live workers that have no pidfd.

@@ -19,6 +19,7 @@ mod metrics;
 mod models;
 mod overload;
 mod pidfds;
+mod prefork;
 mod privileges;
 mod reaping;
 mod reload;
