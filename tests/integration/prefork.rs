@@ -4,7 +4,7 @@
 //! every limit, the idle timeout, crashes, `--max-requests`, reloads and
 //! shutdown hold as in `exec`.
 
-use std::io::Read;
+use std::io::{Read, Write};
 
 use mpecho_testkit::{
     Server, TIMEOUT, assert_connection_ended, connect_from, echo, mpecho_bin, open_fds,
@@ -305,4 +305,49 @@ fn pool_options_are_refused_where_they_make_no_sense() {
         assert_eq!(output.status.code(), Some(2), "{args:?}: {stderr}");
         assert!(stderr.contains(why), "{args:?}: {stderr}");
     }
+}
+
+/// Idle processes beyond `--max-spare`, left by a burst, are retired
+/// (gradually, half the surplus a second) down to `--max-spare`.
+#[test]
+fn a_surplus_of_idle_processes_is_retired() {
+    let server = Server::start(&["--model", "prefork", "--min-spare", "1", "--max-spare", "2"]);
+    let burst: Vec<_> = (0..6).map(|_| server.connect_served()).collect();
+    let grown = server.worker_pids().len();
+    assert!(grown >= 7, "6 busy and 1 spare, but {grown} processes");
+    drop(burst);
+    server.wait_for_log_count(" finished status=0 ", 6);
+    let left = wait_for("the surplus retired", TIMEOUT, || {
+        let pids = server.worker_pids();
+        (pids.len() == 2).then_some(pids)
+    });
+    let (mut client, worker) = server.connect_served_worker();
+    assert!(left.contains(&worker), "{worker} is not one of {left:?}");
+    assert_eq!(echo(&mut client, b"kept\n"), b"kept\n");
+}
+
+/// `--on-full defer` holds as in `exec`: at the limit, the next client
+/// waits in the backlog, and is served once the first leaves.
+#[test]
+fn at_the_limit_a_deferred_client_waits_for_a_process() {
+    let server = Server::start(&[
+        "--model",
+        "prefork",
+        "--max-workers",
+        "1",
+        "--on-full",
+        "defer",
+    ]);
+    let (first, worker) = server.connect_served_worker();
+    let mut second = server.connect();
+    second.write_all(b"waiting\n").expect("send while waiting");
+    server.wait_for_log_line(&["new connections wait in the backlog"]);
+    drop(first);
+    let mut echoed = [0u8; 8];
+    second
+        .read_exact(&mut echoed)
+        .expect("the echo, once served");
+    assert_eq!(&echoed, b"waiting\n");
+    assert_eq!(server.worker_serving(&second), worker);
+    assert_eq!(server.figures().get("rejected_full"), 0);
 }

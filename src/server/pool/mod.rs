@@ -38,7 +38,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, OwnedFd};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::cli::PoolSizes;
 use crate::handoff::WorkerExit;
@@ -50,6 +50,17 @@ use super::event_loop::Master;
 use super::fork::Forker;
 use super::reap::{Ending, record_end};
 use super::throttle::Kind;
+
+/// Surplus idle processes are retired at most once per this long, half of
+/// the surplus each time (at least one): under churn, clients arrive
+/// before the processes that served the last ones have reported, so the
+/// idle count swings widely within a second, and retiring at each swing's
+/// top only to fork at its bottom would turn the pool over all the time
+/// (measured: 791 forks for 1,599 connections of `churn -c 4` when every
+/// surplus was retired at once). Halving lets ten thousand idle processes
+/// left by a burst go within some fourteen seconds; Apache retires one a
+/// second, for pools of hundreds.
+const RETIRE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Control sockets' tokens in epoll: this bit and the process's pid (at
 /// most 2^22 on Linux), above the iterative session's and below the
@@ -86,8 +97,13 @@ pub struct Pool {
     idle: Vec<pid_t>,
     /// No new process before this, after a fork failed.
     retry_at: Option<Instant>,
+    /// No surplus process retired before this (`RETIRE_INTERVAL`).
+    next_retire: Instant,
     /// Members reaped only by the SIGCHLD scan.
     without_pidfd: usize,
+    /// Members on their way out (no control socket), which still count
+    /// against `--max-workers` until reaped.
+    leaving: usize,
     /// Shutdown has begun: nothing is forked, idle processes leave.
     draining: bool,
 }
@@ -104,7 +120,9 @@ impl Pool {
             members: HashMap::new(),
             idle: Vec::new(),
             retry_at: None,
+            next_retire: Instant::now(),
             without_pidfd: 0,
+            leaving: 0,
             draining: false,
         }
     }
@@ -118,17 +136,14 @@ impl Pool {
         self.without_pidfd
     }
 
-    /// Processes on their way out, which still count against the limit.
-    fn leaving(&self) -> usize {
-        self.members
-            .values()
-            .filter(|m| m.control.is_none())
-            .count()
-    }
-
-    /// When the loop must wake to try forking again.
+    /// When the loop must wake: to try forking again, or to retire a
+    /// surplus idle process.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.retry_at
+        let surplus = self.idle.len() > self.sizes.max_spare as usize && !self.draining;
+        match (self.retry_at, surplus.then_some(self.next_retire)) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Sends `sig` to every process of the pool (shutdown: SIGTERM makes an
@@ -152,10 +167,6 @@ impl Pool {
 }
 
 impl Master {
-    fn pool(&mut self) -> Option<&mut Pool> {
-        self.pool.as_mut()
-    }
-
     /// Hands an admitted client to an idle pool process, forking one if
     /// none is idle. A failure closes the connection and is counted, as a
     /// failed spawn is.
@@ -195,7 +206,11 @@ impl Master {
 
     /// Pool process `pid` serves the client at `peer` from now on.
     fn enter_connection(&mut self, pid: pid_t, peer: SocketAddr, now: Instant) {
-        if let Some(member) = self.pool().and_then(|pool| pool.members.get_mut(&pid)) {
+        if let Some(member) = self
+            .pool
+            .as_mut()
+            .and_then(|pool| pool.members.get_mut(&pid))
+        {
             member.busy = true;
             member.served += 1;
         }
@@ -209,7 +224,7 @@ impl Master {
     /// their way out can make it so: admission counted them) or the fork
     /// failed.
     fn idle_or_new_member(&mut self, now: Instant) -> io::Result<pid_t> {
-        let Some(pool) = self.pool() else {
+        let Some(pool) = self.pool.as_mut() else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
         if let Some(pid) = pool.idle.pop() {
@@ -249,6 +264,13 @@ impl Master {
         };
         pool.without_pidfd += usize::from(pidfd.is_none());
         let usable = control.is_some();
+        if !usable {
+            pool.leaving += 1;
+            self.workers.reserve(pool.leaving);
+        }
+        let Some(pool) = self.pool.as_mut() else {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        };
         pool.members.insert(
             pid,
             Member {
@@ -261,7 +283,6 @@ impl Master {
             },
         );
         debug!("pool process {pid} started");
-        self.reserve_leaving();
         if usable {
             Ok(pid)
         } else {
@@ -273,7 +294,9 @@ impl Master {
     /// processes; called once per loop turn.
     pub(super) fn maintain_pool(&mut self, now: Instant) {
         let max_workers = self.config.admission.max_workers;
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         if pool.draining {
             return;
         }
@@ -288,7 +311,7 @@ impl Master {
         {
             match self.fork_member(now) {
                 Ok(pid) => {
-                    if let Some(pool) = self.pool() {
+                    if let Some(pool) = self.pool.as_mut() {
                         pool.idle.insert(0, pid);
                     }
                 }
@@ -303,70 +326,82 @@ impl Master {
                             BACKOFF.as_millis()
                         ),
                     );
-                    if let Some(pool) = self.pool() {
+                    if let Some(pool) = self.pool.as_mut() {
                         pool.retry_at = Some(now + BACKOFF);
                     }
                     return;
                 }
             }
         }
-        while let Some(pool) = self.pool.as_mut()
+        if let Some(pool) = self.pool.as_mut()
             && pool.idle.len() > max_spare
+            && now >= pool.next_retire
         {
-            let oldest = pool.idle.remove(0);
-            self.retire(oldest);
+            pool.next_retire = now + RETIRE_INTERVAL;
+            let surplus = pool.idle.len() - max_spare;
+            let oldest: Vec<pid_t> = pool.idle.drain(..surplus.div_ceil(2)).collect();
+            for pid in oldest {
+                self.close_control(pid);
+            }
         }
     }
 
-    /// Closes the master's end of `pid`'s socket: the process sees the end
-    /// of file when idle (or after its client), and exits.
+    /// Takes `pid` off the idle list, if it is there, and retires it.
     fn retire(&mut self, pid: pid_t) {
+        if let Some(pool) = self.pool.as_mut() {
+            pool.idle.retain(|&p| p != pid);
+        }
+        self.close_control(pid);
+    }
+
+    /// Closes the master's end of `pid`'s socket: the process sees the end
+    /// of file when idle (or after its client), and exits. It still holds
+    /// a slot of `--max-workers` until reaped. The caller has taken it off
+    /// the idle list.
+    fn close_control(&mut self, pid: pid_t) {
         let Some(pool) = self.pool.as_mut() else {
             return;
         };
-        pool.idle.retain(|&p| p != pid);
         if let Some(control) = pool.members.get_mut(&pid).and_then(|m| m.control.take()) {
             // Explicitly: a child forked a moment ago may still hold a copy,
             // which would keep the registration alive past our close.
             let _ = self.epoll.delete(control.as_fd());
+            pool.leaving += 1;
+            self.workers.reserve(pool.leaving);
         }
-        self.reserve_leaving();
     }
 
-    /// Tells admission how many processes hold a slot without a client.
-    fn reserve_leaving(&mut self) {
-        let leaving = self.pool.as_ref().map_or(0, Pool::leaving);
-        self.workers.reserve(leaving);
-    }
-
-    /// Reads what pool process `pid` reported: each byte is the end of its
+    /// Reads what pool process `pid` reported: a byte is the end of its
     /// session (its exit code); the end of file means it is gone or going.
+    /// One read: a process reports once per client, then waits for the next.
     pub(super) fn on_pool_report(&mut self, pid: pid_t) {
-        loop {
-            let Some(pool) = self.pool() else { return };
-            let Some(control) = pool.members.get(&pid).and_then(|m| m.control.as_ref()) else {
-                return;
-            };
-            match sys::recv_fd(control.as_fd()) {
-                Ok(Received::Message(code, None)) => self.session_finished(pid, code),
-                Ok(Received::Message(_, Some(_))) => {
-                    warning!("pool process {pid} sent a descriptor; retiring it");
-                    return self.retire(pid);
-                }
-                // It exited, or is exiting: the reap says how.
-                Ok(Received::Closed) => return self.retire(pid),
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) => {
-                    warning!("could not read pool process {pid}'s report ({e}); retiring it");
-                    return self.retire(pid);
-                }
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
+        let Some(control) = pool.members.get(&pid).and_then(|m| m.control.as_ref()) else {
+            return;
+        };
+        match sys::recv_fd(control.as_fd()) {
+            Ok(Received::Message(code, None)) => self.session_finished(pid, code),
+            Ok(Received::Message(_, Some(_))) => {
+                warning!("pool process {pid} sent a descriptor; retiring it");
+                self.retire(pid);
+            }
+            // It exited, or is exiting: the reap says how.
+            Ok(Received::Closed) => self.retire(pid),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(e) => {
+                warning!("could not read pool process {pid}'s report ({e}); retiring it");
+                self.retire(pid);
             }
         }
     }
 
     /// Pool process `pid`'s client left, its session ending with `code`.
     fn session_finished(&mut self, pid: pid_t, code: u8) {
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         let Some(member) = pool.members.get_mut(&pid) else {
             return;
         };
@@ -385,14 +420,16 @@ impl Master {
         );
         if renew {
             self.retire(pid);
-        } else if let Some(pool) = self.pool() {
+        } else if let Some(pool) = self.pool.as_mut() {
             pool.idle.push(pid);
         }
     }
 
     /// Reaps pool process `pid` after its pidfd became readable.
     pub(super) fn reap_member(&mut self, pid: pid_t) {
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         // Already reaped by a SIGCHLD scan in this same wake-up.
         let Some(pidfd) = pool.members.get(&pid).and_then(|m| m.pidfd.as_ref()) else {
             return;
@@ -408,17 +445,24 @@ impl Master {
     /// connection ends as an exec'd worker's does; the pool is topped up
     /// at the end of the loop turn.
     pub(super) fn member_exited(&mut self, pid: pid_t, how: ExitKind) {
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         pool.idle.retain(|&p| p != pid);
         let Some(member) = pool.members.remove(&pid) else {
             debug_assert!(false, "a reaped pid ({pid}) must be in the pool");
             return;
         };
         pool.without_pidfd -= usize::from(member.pidfd.is_none());
-        if let Some(control) = &member.control {
-            let _ = self.epoll.delete(control.as_fd());
+        match &member.control {
+            Some(control) => {
+                let _ = self.epoll.delete(control.as_fd());
+            }
+            None => {
+                pool.leaving -= 1;
+                self.workers.reserve(pool.leaving);
+            }
         }
-        self.reserve_leaving();
         if member.busy {
             return record_end(
                 pid,
@@ -447,11 +491,13 @@ impl Master {
     /// Shutdown: nothing more is forked, idle processes leave at once, and
     /// busy ones after their client (whom `begin_shutdown` asked to go).
     pub(super) fn drain_pool(&mut self) {
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         pool.draining = true;
         let idle = std::mem::take(&mut pool.idle);
         for pid in idle {
-            self.retire(pid);
+            self.close_control(pid);
         }
         if let Some(pool) = self.pool.as_ref() {
             // SIGCONT: a stopped process would never see its end of file.
@@ -463,14 +509,16 @@ impl Master {
     /// ones when their client leaves, so that the new ones log to the
     /// reopened file.
     pub(super) fn renew_pool(&mut self) {
-        let Some(pool) = self.pool() else { return };
+        let Some(pool) = self.pool.as_mut() else {
+            return;
+        };
         let idle = std::mem::take(&mut pool.idle);
         for member in pool.members.values_mut() {
             member.renew = true;
         }
         let renewed = idle.len();
         for pid in idle {
-            self.retire(pid);
+            self.close_control(pid);
         }
         info!(
             "reload: {renewed} idle pool processes replaced, busy ones will be when their client leaves"
