@@ -18,6 +18,12 @@
 # targets checked below it; progress on standard error. See
 # docs/BENCHMARKS.md.
 #
+# With --models, the table is mpecho's execution models instead (`serve
+# --model exec|fork|prefork|iterative`) against the two references users
+# hold them to, the C fork server and the single-process epoll server, with
+# issue 11's targets (the iterative model runs the churns only: it serves
+# one client at a time by design).
+#
 # Exit status: 0 everything ran (and mpecho counted no error), 1 something
 # failed to run (a server did not start or died, a bench produced no report or
 # timed out, a sample could not be taken) or mpecho counted errors, 2 bad usage.
@@ -26,10 +32,11 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-Usage: scripts/bench-peers.sh [--quick] [--runs N] [--duration SECS]
+Usage: scripts/bench-peers.sh [--models] [--quick] [--runs N] [--duration SECS]
                               [--steady-connections N] [--hold N] [--hold-secs SECS]
                               [--probe-secs SECS] [--keep DIR]
 
+  --models                 mpecho's execution models against the C fork and epoll servers
   --quick                  a fast check: 1 run, 1 s scenarios, steady -c 100, hold -c 200
                            (steady -c 10 and churn -c 1 always run; so does the ceiling)
   --runs N                 runs of each scenario per server, medians reported (default 3)
@@ -55,6 +62,7 @@ HOLD_SECS=15
 PROBE_SECS=5
 ACCEPT_SECS=2
 KEEP_DIR=""
+MODELS=0
 
 for arg in "$@"; do
 	if [[ $arg == --quick ]]; then
@@ -73,6 +81,7 @@ bad_usage() {
 while (($#)); do
 	case $1 in
 	--quick) shift ;;
+	--models) MODELS=1; shift ;;
 	--runs) is_uint "${2:-}" || bad_usage "--runs needs a positive integer"; RUNS=$((10#$2)); shift 2 ;;
 	--duration) is_secs "${2:-}" || bad_usage "--duration needs seconds"; DURATION=$2; shift 2 ;;
 	--steady-connections) is_uint "${2:-}" || bad_usage "--steady-connections needs a positive integer"; STEADY_C=$((10#$2)); shift 2 ;;
@@ -92,7 +101,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 SERVERS=(mpecho inetd fork epoll tcpserver socat)
 ALL_SERVERS=("${SERVERS[@]}" ceiling)
 declare -A PID=() ADDR=() LABEL=([mpecho]="mpecho" [tcpserver]="tcpserver+cat" [inetd]="inetd echo" [socat]="socat+cat"
-	[fork]="C fork server" [epoll]="C epoll server" [ceiling]="mpecho do-nothing")
+	[fork]="C fork server" [epoll]="C epoll server" [ceiling]="mpecho do-nothing"
+	[exec]="mpecho exec" [mfork]="mpecho fork" [prefork]="mpecho prefork" [iterative]="mpecho iterative")
+if ((MODELS)); then
+	SERVERS=(exec mfork prefork iterative fork epoll)
+	ALL_SERVERS=("${SERVERS[@]}")
+fi
+# mpecho's masters, whose counted errors fail the run.
+MPECHOS=(mpecho ceiling)
+((MODELS)) && MPECHOS=(exec mfork prefork iterative)
 BG=()
 FAILURES=0
 TMP=""
@@ -252,9 +269,11 @@ mkdir -p "$RAW"
 
 have() { command -v "$1" >/dev/null 2>&1; }
 missing=()
-have tcpserver || missing+=(ucspi-tcp)
-have socat || missing+=(socat)
-have inetd || [[ -x /usr/sbin/inetd ]] || missing+=(openbsd-inetd)
+if ((!MODELS)); then
+	have tcpserver || missing+=(ucspi-tcp)
+	have socat || missing+=(socat)
+	have inetd || [[ -x /usr/sbin/inetd ]] || missing+=(openbsd-inetd)
+fi
 have jq || missing+=(jq)
 have timeout || missing+=(coreutils)
 have cc || missing+=(gcc libc6-dev)
@@ -328,12 +347,15 @@ wait_port() {
 }
 
 # start_mpecho NAME [SERVE OPTIONS...]: an mpecho master on a port the
-# kernel picks, ready once it printed its `listening on ADDR` line.
+# kernel picks, ready once it printed its `listening on ADDR` line. Every
+# model but the iterative one may serve 20,000 at once.
 start_mpecho() {
 	local name=$1 i line=""
 	shift
 	: >"$TMP/$name.out"
-	"$MPECHO" serve -l 127.0.0.1:0 --log-level warn --monitor-interval 0 --max-workers 20000 "$@" \
+	local limit=(--max-workers 20000)
+	[[ $name == iterative ]] && limit=()
+	"$MPECHO" serve -l 127.0.0.1:0 --log-level warn --monitor-interval 0 "${limit[@]}" "$@" \
 		</dev/null >"$TMP/$name.out" 2>>"$TMP/$name.log" &
 	PID[$name]=$!
 	for ((i = 0; i < 200; i++)); do
@@ -349,7 +371,10 @@ start_mpecho() {
 start_server() {
 	local name=$1
 	case $name in
-	mpecho) start_mpecho mpecho || return 1 ;;
+	mpecho | exec) start_mpecho "$name" || return 1 ;;
+	mfork) start_mpecho mfork --model fork || return 1 ;;
+	prefork) start_mpecho prefork --model prefork || return 1 ;;
+	iterative) start_mpecho iterative --model iterative || return 1 ;;
 	ceiling)
 		start_mpecho ceiling --do-nothing-workers || return 1
 		# Ready means it closes: one connection, closed with nothing sent.
@@ -445,12 +470,15 @@ ensure_up() {
 	fi
 }
 
-# Waits (at most 60 s) until server $1's tree is the server alone again.
+# Waits (at most 60 s) until server $1's tree is the server alone again
+# (for the prefork model: with no more than its default --max-spare idle
+# processes, which it keeps).
 wait_drained() {
-	local s=$1 i d t
+	local s=$1 i d t keep=0
+	[[ $s == prefork ]] && keep=10
 	for ((i = 0; i < 600; i++)); do
 		read -r d t < <(tree_counts "${PID[$s]}")
-		((t <= 1)) && return 0
+		((t <= 1 + keep)) && return 0
 		sleep 0.1
 	done
 	log "warning: $s still has $((t - 1)) processes 60 s after the clients left"
@@ -490,6 +518,8 @@ wait_held() {
 # ceiling's churns send nothing and wait for the close (--expect-close).
 run_simple() { # SCENARIO METRIC SERVER REP CONNECTIONS
 	local sc=$1 metric=$2 s=$3 rep=$4 c=$5 out limit extra=()
+	# One client at a time: persistent connections would wait for ever.
+	[[ $s == iterative && $sc != churn ]] && return 0
 	ensure_up "$s" || return 0
 	[[ $s == ceiling ]] && extra=(--expect-close)
 	out=$RAW/$metric.$s.$rep.json
@@ -521,6 +551,7 @@ hold_limit() { awk -v n="$HOLD_N" -v d="$HOLD_SECS" 'BEGIN { printf "%d", 10 + 0
 
 run_hold() { # SERVER REP
 	local s=$1 rep=$2 out job rc=0 t0 pss n
+	[[ $s == iterative ]] && return 0
 	ensure_up "$s" || return 0
 	accept_probe "$s" "$rep" idle
 	wait_drained "$s"
@@ -608,33 +639,39 @@ for s in "${ALL_SERVERS[@]}"; do
 	fi
 done
 
-log "spawn-probe (${PROBE_SECS} s per round)"
-if run_bench "$RAW/spawn-probe.json" "$(awk -v d="$PROBE_SECS" 'BEGIN { printf "%d", 2 * d + 30 }')" spawn-probe --duration "$PROBE_SECS"; then
-	rec probe one "$(jqn '.in_flight_1.spawns_per_sec' "$RAW/spawn-probe.json")"
-	rec probe two "$(jqn '.in_flight_2.spawns_per_sec' "$RAW/spawn-probe.json")"
-else
-	fail "spawn-probe"
+if ((!MODELS)); then
+	log "spawn-probe (${PROBE_SECS} s per round)"
+	if run_bench "$RAW/spawn-probe.json" "$(awk -v d="$PROBE_SECS" 'BEGIN { printf "%d", 2 * d + 30 }')" spawn-probe --duration "$PROBE_SECS"; then
+		rec probe one "$(jqn '.in_flight_1.spawns_per_sec' "$RAW/spawn-probe.json")"
+		rec probe two "$(jqn '.in_flight_2.spawns_per_sec' "$RAW/spawn-probe.json")"
+	else
+		fail "spawn-probe"
+	fi
 fi
 
+CHURNED=("${SERVERS[@]}")
+((MODELS)) || CHURNED+=(ceiling)
 for ((rep = 1; rep <= RUNS; rep++)); do
-	for s in "${SERVERS[@]}" ceiling; do run_simple churn churn "$s" "$rep" "$CHURN_C"; done
+	for s in "${CHURNED[@]}"; do run_simple churn churn "$s" "$rep" "$CHURN_C"; done
 done
 for ((rep = 1; rep <= RUNS; rep++)); do
-	for s in "${SERVERS[@]}" ceiling; do run_simple churn churn1 "$s" "$rep" 1; done
+	for s in "${CHURNED[@]}"; do run_simple churn churn1 "$s" "$rep" 1; done
 done
 # The ceiling's master is not needed past the churns: stopped, so that it
 # holds no memory or CPU while the others are measured.
-stop_server ceiling
+((MODELS)) || stop_server ceiling
 for ((rep = 1; rep <= RUNS; rep++)); do
 	for s in "${SERVERS[@]}"; do run_simple steady steady10 "$s" "$rep" 10; done
 done
-for ((rep = 1; rep <= RUNS; rep++)); do
-	for s in "${SERVERS[@]}"; do run_simple steady steady "$s" "$rep" "$STEADY_C"; done
-done
+if ((!MODELS)); then
+	for ((rep = 1; rep <= RUNS; rep++)); do
+		for s in "${SERVERS[@]}"; do run_simple steady steady "$s" "$rep" "$STEADY_C"; done
+	done
+fi
 for ((rep = 1; rep <= RUNS; rep++)); do
 	for s in "${SERVERS[@]}"; do run_hold "$s" "$rep"; done
 done
-sigterm_test
+((MODELS)) || sigterm_test
 
 # -------------------------------------------------------------------- table
 
@@ -676,6 +713,77 @@ target() {
 
 SOFT_N=$(ulimit -Sn)
 HARD_N=$(ulimit -Hn)
+
+# The machine and versions, under either table.
+machine_lines() {
+	printf 'machine: nproc %s, kernel %s, %s, %s MiB memory, load average at the end %s\n' "$(nproc)" "$(uname -sr)" \
+		"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" \
+		"$(cut -d' ' -f1-3 /proc/loadavg)"
+	printf 'limits: ulimit -n %s (hard %s), ulimit -u %s, kernel.pid_max %s, net.core.somaxconn %s\n' \
+		"$SOFT_N" "$HARD_N" "$(ulimit -u)" "$PID_MAX" "$(cat /proc/sys/net/core/somaxconn)"
+}
+
+# Issue 11's table: the models side by side, then the references.
+MCOLS="%-44s %-15s %8s %8s %8s %9s %8s %8s | %9s %9s %9s\n"
+models_row() { # LABEL UNIT METRIC DECIMALS
+	local v=() s
+	for s in "${SERVERS[@]}"; do v+=("$(fmt "$(median "$s" "$3")" "$4")"); done
+	# shellcheck disable=SC2059
+	printf "$MCOLS" "$1" "$2" "${v[@]}" \
+		"$(ratio "$(median prefork "$3")" "$(median epoll "$3")")" \
+		"$(ratio "$(median prefork "$3")" "$(median fork "$3")")" \
+		"$(ratio "$(median mfork "$3")" "$(median fork "$3")")"
+}
+models_table() {
+	local s r
+	echo
+	printf "mpecho's execution models and the references, medians of %d runs (%s)\n" "$RUNS" "$(date -u +%Y-%m-%dT%H:%MZ)"
+	echo
+	# shellcheck disable=SC2059
+	printf "$MCOLS" "scenario" "unit" "exec" "fork" "prefork" "iterative" "C fork" "C epoll" "pre/epoll" "pre/Cfork" "fork/Cfork"
+	models_row "churn -c $CHURN_C --size $SIZE" "conn/s" churn 0
+	models_row "churn -c 1 --size $SIZE" "conn/s" churn1 0
+	models_row "  churn -c 1 p50 (a new connection's round trip)" "ms (lower wins)" churn1.p50_ms 3
+	models_row "steady -c 10 --size $SIZE" "round trips/s" steady10 0
+	models_row "hold -c $HOLD_N: survivors" "connections" hold_survivors 0
+	models_row "hold -c $HOLD_N: PSS per held connection" "kB (lower wins)" hold_pss_kb 1
+	models_row "hold -c $HOLD_N: processes in the tree" "processes" hold_procs 0
+	models_row "new connection (churn -c 1) p50, none held" "ms (lower wins)" accept_idle 3
+	models_row "new connection (churn -c 1) p50, $HOLD_N held" "ms (lower wins)" accept_held 3
+	for s in "${SERVERS[@]}"; do
+		r=$(ratio "$(median "$s" accept_held)" "$(median "$s" accept_idle)")
+		[[ $r == - ]] || rec "$s" accept_ratio "$r"
+	done
+	models_row "  held / none held" "ratio" accept_ratio 2
+	for s in "${SERVERS[@]}"; do rec "$s" errors_total "$(total "$s" errors)"; done
+	models_row "errors counted, all runs" "count" errors_total 0
+	echo "(medians of the runs; the iterative model serves one client at a time, so it runs the churns only;"
+	echo " C fork: scripts/peers/fork-echo.c, C epoll: scripts/peers/epoll-echo.c; prefork at its defaults,"
+	echo " --min-spare 5 --max-spare 10)"
+	echo
+	echo "issue 11's targets (medians of this run):"
+	target "fork, churn -c $CHURN_C / C fork server" "$(ratio "$(median mfork churn)" "$(median fork churn)")" x ge 1.0
+	target "prefork, churn -c $CHURN_C / C epoll server" "$(ratio "$(median prefork churn)" "$(median epoll churn)")" x ge 0.8
+	target "prefork, steady -c 10 / C fork server" "$(ratio "$(median prefork steady10)" "$(median fork steady10)")" x ge 1.0
+	target "fork, PSS per held connection, whole tree" "$(median mfork hold_pss_kb)" kB le 40
+	for s in exec mfork prefork; do
+		target "${LABEL[$s]}, new connection $HOLD_N held / none" "$(median "$s" accept_ratio)" x le 1.2
+	done
+	echo
+	echo "per run:"
+	for s in "${SERVERS[@]}"; do
+		printf '  %-17s churn %s | churn -c 1 %s | steady -c 10 %s | hold PSS kB/conn %s | new conn held/none ms %s / %s\n' "${LABEL[$s]}" \
+			"$(runs_of "$s" churn 0)" "$(runs_of "$s" churn1 0)" "$(runs_of "$s" steady10 0)" \
+			"$(runs_of "$s" hold_pss_kb 1)" "$(runs_of "$s" accept_held 3)" "$(runs_of "$s" accept_idle 3)"
+	done
+	echo
+	machine_lines
+	printf 'versions: mpecho %s, cc %s\n' "$MPECHO_VERSION" "$(cc -dumpfullversion 2>/dev/null || cc -dumpversion 2>/dev/null || echo '?')"
+}
+
+if ((MODELS)); then
+	models_table
+else
 {
 	echo
 	printf 'mpecho vs peers, medians of %d runs (%s)\n' "$RUNS" "$(date -u +%Y-%m-%dT%H:%MZ)"
@@ -734,11 +842,7 @@ HARD_N=$(ulimit -Hn)
 	printf '  generator CPU per connection (churn), mpecho: %s µs; against the ceiling: %s µs\n' \
 		"$(fmt "$(median mpecho churn.cpu_us)" 1)" "$(fmt "$(median ceiling churn.cpu_us)" 1)"
 	echo
-	printf 'machine: nproc %s, kernel %s, %s, %s MiB memory, load average at the end %s\n' "$(nproc)" "$(uname -sr)" \
-		"$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)" "$(awk '/^MemTotal/ { printf "%d", $2 / 1024 }' /proc/meminfo)" \
-		"$(cut -d' ' -f1-3 /proc/loadavg)"
-	printf 'limits: ulimit -n %s (hard %s), ulimit -u %s, kernel.pid_max %s, net.core.somaxconn %s\n' \
-		"$SOFT_N" "$HARD_N" "$(ulimit -u)" "$PID_MAX" "$(cat /proc/sys/net/core/somaxconn)"
+	machine_lines
 	printf 'versions: mpecho %s, ucspi-tcp %s, openbsd-inetd %s, socat %s, cc %s\n' \
 		"$MPECHO_VERSION" \
 		"$(dpkg-query -W -f '${Version}' ucspi-tcp 2>/dev/null || echo '?')" \
@@ -746,8 +850,9 @@ HARD_N=$(ulimit -Hn)
 		"$(dpkg-query -W -f '${Version}' socat 2>/dev/null || echo '?')" \
 		"$(cc -dumpfullversion 2>/dev/null || cc -dumpversion 2>/dev/null || echo '?')"
 }
+fi
 
-for s in mpecho ceiling; do
+for s in "${MPECHOS[@]}"; do
 	mp_errors=$(total "$s" errors)
 	if [[ $mp_errors != - ]] && ((mp_errors > 0)); then
 		fail "${LABEL[$s]} counted $mp_errors errors"
