@@ -109,9 +109,10 @@ pub fn record_end(
         worker.is_some(),
         "an ended worker ({pid}) must be in the workers table"
     );
-    let (peer, lived) = match &worker {
-        Some(w) => (w.peer.to_string(), w.started.elapsed()),
-        None => ("unknown".to_string(), Duration::ZERO),
+    // Formatted only if a line is written: most runs log at warn.
+    let (peer, lived): (&dyn fmt::Display, _) = match &worker {
+        Some(w) => (&w.peer, w.started.elapsed()),
+        None => (&"unknown", Duration::ZERO),
     };
     counters.lifetimes.observe(lived);
     let lived = lived.as_secs_f64();

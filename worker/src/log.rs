@@ -31,10 +31,15 @@ static SINK: AtomicI32 = AtomicI32::new(0);
 static MAX_LEVEL: AtomicU8 = AtomicU8::new(0);
 static PID: AtomicU32 = AtomicU32::new(0);
 
-/// Starts logging to descriptor `fd` at `max_level` and below.
+/// Starts logging to descriptor `fd` at `max_level` and below. The pid is
+/// asked of the kernel at the first call only: a process that serves one
+/// session after another (`--model prefork`) keeps it, and none of them
+/// forks after logging.
 pub fn init(fd: i32, max_level: Level) {
     SINK.store(fd, Ordering::Relaxed);
-    PID.store(sys::pid(), Ordering::Relaxed);
+    if PID.load(Ordering::Relaxed) == 0 {
+        PID.store(sys::pid(), Ordering::Relaxed);
+    }
     MAX_LEVEL.store(max_level as u8 + 1, Ordering::Relaxed);
 }
 

@@ -14,16 +14,24 @@ use mpecho_handoff::{CLIENT_FD, Errno};
 use crate::sys::{self, Shutdown, Signal};
 
 static RECEIVED: AtomicBool = AtomicBool::new(false);
+/// Set once the handler is in place: a pool process serves many sessions,
+/// and one `rt_sigaction` per process is enough.
+static INSTALLED: AtomicBool = AtomicBool::new(false);
 
 extern "C" fn on_sigterm(_: i32) {
     RECEIVED.store(true, Ordering::Relaxed);
     let _ = sys::shutdown(CLIENT_FD, Shutdown::Both);
 }
 
-/// Installs the handler. The signal is not blocked: check [`take`]
-/// whenever a call on the socket ends early.
+/// Installs the handler, once per process. The signal is not blocked:
+/// check [`take`] whenever a call on the socket ends early.
 pub fn install() -> Result<(), Errno> {
-    sys::install_handler(Signal::Term, on_sigterm)
+    if INSTALLED.load(Ordering::Relaxed) {
+        return Ok(());
+    }
+    sys::install_handler(Signal::Term, on_sigterm)?;
+    INSTALLED.store(true, Ordering::Relaxed);
+    Ok(())
 }
 
 /// Whether SIGTERM arrived since the last call, clearing the flag.
