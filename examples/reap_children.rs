@@ -44,7 +44,7 @@
 //! this very loop, which also removes each pid from the workers table and
 //! logs how the worker ended), run by `handle_signals` in
 //! `src/server/event_loop.rs` after a SIGCHLD. Most workers are reaped one
-//! at a time through their pidfds instead (`reap_worker`,
+//! at a time through their pidfds instead (`Master::reap`,
 //! `waitid(P_PIDFD)`): `waitpid(-1)` scans every child, which costs when
 //! thousands are alive.
 

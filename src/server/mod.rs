@@ -4,7 +4,7 @@
 //! boot (`main` → the socket systemd passed or `listener::bind`,
 //! `metrics::bind`, log sink, `Master::boot`: signals, the spawner or forker, `listening
 //! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → `admission` →
-//! `start_worker` or `turn_away`; pidfd ready → `reap_worker`; a scrape →
+//! `start_worker` or `turn_away`; pidfd ready → `reap`; a pool process's report → `on_pool_report`; a scrape →
 //! `serve_metrics`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
