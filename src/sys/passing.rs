@@ -108,16 +108,18 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<Received> {
     let n = retry_eintr(|| unsafe {
         libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC)
     })?;
-    let fds = received_fds(&message);
-    if n == 0 && fds.is_empty() {
+    let fd = first_received_fd(&message);
+    if n == 0 && fd.is_none() {
         return Ok(Received::Closed);
     }
-    Ok(Received::Message(byte[0], fds.into_iter().next()))
+    Ok(Received::Message(byte[0], fd))
 }
 
-/// Every descriptor the kernel put in `message`'s control data, owned.
-fn received_fds(message: &libc::msghdr) -> Vec<OwnedFd> {
-    let mut fds = Vec::new();
+/// The first descriptor the kernel put in `message`'s control data, owned;
+/// any other is closed. Without allocating: a pool process calls this for
+/// every client, and a heap it never touches stays the master's pages.
+fn first_received_fd(message: &libc::msghdr) -> Option<OwnedFd> {
+    let mut first = None;
     // SAFETY: `message` was filled by recvmsg: CMSG_FIRSTHDR/CMSG_NXTHDR
     // walk the control data it wrote (msg_controllen says how much), and
     // every SCM_RIGHTS payload holds descriptor numbers the kernel just
@@ -129,14 +131,17 @@ fn received_fds(message: &libc::msghdr) -> Vec<OwnedFd> {
                 let data = libc::CMSG_DATA(header);
                 let payload = (*header).cmsg_len as usize - libc::CMSG_LEN(0) as usize;
                 for i in 0..payload / mem::size_of::<RawFd>() {
-                    let fd = ptr::read_unaligned(data.cast::<RawFd>().add(i));
-                    fds.push(OwnedFd::from_raw_fd(fd));
+                    let fd = OwnedFd::from_raw_fd(ptr::read_unaligned(data.cast::<RawFd>().add(i)));
+                    // A second one is dropped, which closes it.
+                    if first.is_none() {
+                        first = Some(fd);
+                    }
                 }
             }
             header = libc::CMSG_NXTHDR(message, header);
         }
     }
-    fds
+    first
 }
 
 /// Sends the one byte `byte` as a message of its own.
