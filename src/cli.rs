@@ -33,7 +33,11 @@ const EXIT_USAGE: u8 = 2;
 /// subcommand concerned go to stderr with status 2 (clap alone shows the
 /// usage only for some kinds of error, not for an invalid value).
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
-    let cli: Cli = parse_as(args)?;
+    let (args, program_args) = split_program_args(args);
+    let mut cli: Cli = parse_as(args)?;
+    if let Command::Serve(serve) = &mut cli.command {
+        serve.exec_args = program_args;
+    }
     if let Command::Serve(serve) = &cli.command
         && let Some(why) = serve.conflicts()
     {
@@ -47,6 +51,40 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
         return Err(report_usage_error(&error, command.find_subcommand("serve")));
     }
     Ok(cli)
+}
+
+/// Splits `mpecho serve … --exec PROG ARG…` into what clap parses (up to
+/// `--exec PROG`) and PROG's own arguments: everything after `--exec PROG`
+/// (or after `--exec -- PROG`) is the program's, options included, as
+/// `tcpserver` and `env` read their command lines.
+fn split_program_args(mut args: Vec<OsString>) -> (Vec<OsString>, Vec<OsString>) {
+    if args.get(1).is_none_or(|a| a != "serve") {
+        return (args, Vec::new());
+    }
+    let Some(at) = args
+        .iter()
+        .skip(2)
+        .position(|a| a == "--exec" || a.as_encoded_bytes().starts_with(b"--exec="))
+        .map(|i| i + 2)
+    else {
+        return (args, Vec::new());
+    };
+    // `--exec=PROG` carries the program itself; `--exec` takes the next
+    // word, skipping one `--` that only separates it from the options.
+    let program_at = if args[at] == "--exec" {
+        if args.get(at + 1).is_some_and(|a| a == "--") {
+            args.remove(at + 1);
+        }
+        at + 1
+    } else {
+        at
+    };
+    if program_at >= args.len() {
+        // `--exec` with nothing after it: clap says a value is required.
+        return (args, Vec::new());
+    }
+    let program_args = args.split_off(program_at + 1);
+    (args, program_args)
 }
 
 /// `parse` for any command line with subcommands (`mpecho-bench` parses
@@ -85,7 +123,8 @@ fn report_usage_error(error: &clap::Error, usage_of: Option<&clap::Command>) -> 
 pub enum Command {
     /// Run the echo server: a master that accepts connections and starts one
     /// worker process per client.
-    Serve(ServeArgs),
+    // Boxed: by far the largest set of options, parsed once.
+    Serve(Box<ServeArgs>),
     /// Send standard input line by line to an echo server and print what
     /// comes back.
     Client(ClientArgs),
@@ -222,6 +261,21 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N")]
     pub max_requests: Option<u64>,
 
+    /// Run PROG with its ARGs for every connection instead of the built-in
+    /// echo, the UCSPI (tcpserver, inetd) way: the connection on standard
+    /// input and output, standard error inherited from mpecho, and PROTO,
+    /// TCPREMOTEIP, TCPREMOTEPORT, TCPLOCALIP, TCPLOCALPORT and TCPCONNNUM
+    /// in its environment. Everything after `--exec PROG` is PROG's
+    /// arguments, so give mpecho's options first. PROG is looked up in PATH
+    /// (at start, where it must be found and executable, and at each
+    /// connection). With --exec the model is always exec.
+    #[arg(long, value_name = "PROG [ARG]...")]
+    pub exec: Option<OsString>,
+
+    /// PROG's arguments (see `split_program_args`).
+    #[arg(skip)]
+    pub exec_args: Vec<OsString>,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.
     /// 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`).
     /// Off by default.
@@ -285,6 +339,9 @@ impl ServeArgs {
 
     /// Options that make no sense together, as a sentence saying why.
     fn conflicts(&self) -> Option<String> {
+        if let Some(why) = self.program_conflicts() {
+            return Some(why);
+        }
         if matches!(self.model, Model::Fork | Model::Prefork) && self.worker.is_some() {
             return Some(format!(
                 "--worker cannot be used with --model {}: its workers are forked copies of \
@@ -337,6 +394,29 @@ pub struct PoolSizes {
 }
 
 impl ServeArgs {
+    /// What `--exec` rules out: other models, another worker, a worker
+    /// that does nothing.
+    fn program_conflicts(&self) -> Option<String> {
+        self.exec.as_ref()?;
+        if self.model != Model::Exec {
+            return Some(format!(
+                "--model {} cannot be used with --exec: a program is always exec'd, one process \
+                 per connection",
+                self.model.name()
+            ));
+        }
+        if self.worker.is_some() {
+            return Some(
+                "--worker cannot be used with --exec: the program runs in the worker's place"
+                    .to_owned(),
+            );
+        }
+        if self.do_nothing_workers {
+            return Some("--do-nothing-workers cannot be used with --exec".to_owned());
+        }
+        None
+    }
+
     /// The pool options' conflicts: given without the pool, or sizes that
     /// contradict each other or the worker limit.
     fn pool_conflicts(&self) -> Option<String> {

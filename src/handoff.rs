@@ -99,17 +99,19 @@ pub fn inherited_env() -> Vec<CString> {
         .collect()
 }
 
-/// The variables that describe a connection, in order: always five.
-const CONNECTION_VARS: usize = 5;
+/// The variables that describe a connection, in order: always six.
+const CONNECTION_VARS: usize = 6;
 
-/// Room for the five variables with their NULs: the longest is
+/// Room for the six variables with their NULs: the longest is
 /// `TCPREMOTEIP=` and an IPv6 address (12 + 39 + 1 bytes), so 256 bytes
-/// hold all five with room to spare.
+/// hold all six with room to spare.
 const CONNECTION_ENV_BYTES: usize = 256;
 
-/// The connection described the way UCSPI servers (`tcpserver`) do, so
-/// tools written for that interface find what they expect: `PROTO=TCP`,
-/// `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`, `TCPLOCALPORT`.
+/// The connection described the way UCSPI servers (`tcpserver`,
+/// `s6-tcpserver`) do, so tools written for that interface find what they
+/// expect: `PROTO=TCP`, `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`,
+/// `TCPLOCALPORT`, and s6's `TCPCONNNUM` (the connections open from that
+/// address, this one included).
 ///
 /// Written for every spawn into one buffer owned by the spawner, so that a
 /// connection costs no allocation and no formatting into `String`s
@@ -135,12 +137,14 @@ impl ConnectionEnv {
         }
     }
 
-    /// Describes a connection from `remote`; `local` is asked for the
-    /// connection's local address only when the listener's is a wildcard.
-    /// The strings borrow this value until the next call.
+    /// Describes a connection from `remote`, which has `connections` open
+    /// (this one included); `local` is asked for the connection's local
+    /// address only when the listener's is a wildcard. The strings borrow
+    /// this value until the next call.
     pub fn describe(
         &mut self,
         remote: SocketAddr,
+        connections: usize,
         local: impl FnOnce() -> io::Result<SocketAddr>,
     ) -> io::Result<[&CStr; CONNECTION_VARS]> {
         let local = match self.fixed_local {
@@ -157,6 +161,7 @@ impl ConnectionEnv {
             format_args!("TCPREMOTEPORT={}\0", remote.port()),
             format_args!("TCPLOCALIP={}\0", local.ip()),
             format_args!("TCPLOCALPORT={}\0", local.port()),
+            format_args!("TCPCONNNUM={connections}\0"),
         ]) {
             out.write_fmt(entry)?;
             *end = room - out.len();
@@ -207,7 +212,7 @@ mod tests {
     fn a_connection_is_described_as_ucspi_does() {
         let remote: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
         let vars = |env: &mut ConnectionEnv| -> Vec<String> {
-            env.describe(remote, || Ok("10.0.0.1:9190".parse().unwrap()))
+            env.describe(remote, 2, || Ok("10.0.0.1:9190".parse().unwrap()))
                 .unwrap()
                 .iter()
                 .map(|v| v.to_str().unwrap().to_string())
@@ -221,7 +226,8 @@ mod tests {
                 "TCPREMOTEIP=2001:db8::1",
                 "TCPREMOTEPORT=40000",
                 "TCPLOCALIP=127.0.0.1",
-                "TCPLOCALPORT=9190"
+                "TCPLOCALPORT=9190",
+                "TCPCONNNUM=2"
             ]
         );
         let mut wildcard = ConnectionEnv::new("0.0.0.0:9190".parse().unwrap());
@@ -231,7 +237,7 @@ mod tests {
             .parse()
             .unwrap();
         let mut env = ConnectionEnv::new(long);
-        let all = env.describe(long, || unreachable!()).unwrap();
+        let all = env.describe(long, usize::MAX, || unreachable!()).unwrap();
         assert_eq!(all[3].to_bytes().len(), "TCPLOCALIP=".len() + 39);
     }
 

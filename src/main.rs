@@ -46,7 +46,7 @@ fn run() -> ExitCode {
         Err(status) => return status,
     };
     match cli.command {
-        Command::Serve(args) => mpecho::server::main(args),
+        Command::Serve(args) => mpecho::server::main(*args),
         Command::Client(args) => mpecho::client::main(args),
         Command::ChatServer(args) => mpecho::chat::server::main(args),
         Command::Chat(args) => mpecho::chat::client::main(args),

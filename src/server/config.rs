@@ -12,6 +12,7 @@ use crate::handoff::IdleTimeout;
 use crate::log::Level;
 
 use super::admission::Admission;
+use super::program::ProgramCommand;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -33,6 +34,8 @@ pub struct Config {
 pub struct WorkerSettings {
     /// `--worker`; `None`: the `mpecho-worker` built into mpecho.
     pub executable: Option<PathBuf>,
+    /// `--exec PROG [ARG...]`: a program run instead of the worker.
+    pub program: Option<ProgramCommand>,
     pub log_level: Level,
     pub idle_timeout: IdleTimeout,
     /// Workers that close the connection and exit at once (the hidden
@@ -54,6 +57,10 @@ impl Config {
             grace: Duration::from_secs(args.grace),
             worker: WorkerSettings {
                 executable: args.worker.clone(),
+                program: args.exec.clone().map(|name| ProgramCommand {
+                    name,
+                    args: args.exec_args.clone(),
+                }),
                 log_level: args.log_level,
                 idle_timeout: args.idle_timeout,
                 do_nothing: args.do_nothing_workers,

@@ -28,6 +28,7 @@ mod metrics;
 mod monitor;
 mod pool;
 mod privileges;
+mod program;
 mod reap;
 mod reload;
 mod shutdown;

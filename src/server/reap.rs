@@ -66,13 +66,36 @@ impl Master {
         if self.pool.is_some() {
             return self.member_exited(pid, how);
         }
+        let codes = match self.config.worker.program {
+            Some(_) => ExitCodes::Program,
+            None => ExitCodes::Worker,
+        };
         record_end(
             pid,
             how,
             Ending::Exited,
+            codes,
             &mut self.workers,
             &mut self.counters,
         );
+    }
+}
+
+/// What a worker's exit code means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitCodes {
+    /// The worker's own (`WorkerExit`: 3 is the idle timeout, …).
+    Worker,
+    /// An `--exec` program's: 0 is success, anything else a failure.
+    Program,
+}
+
+impl ExitCodes {
+    fn meaning(self, code: i32) -> Option<WorkerExit> {
+        match self {
+            ExitCodes::Worker => WorkerExit::from_code(code),
+            ExitCodes::Program => (code == 0).then_some(WorkerExit::Done),
+        }
     }
 }
 
@@ -101,6 +124,7 @@ pub fn record_end(
     pid: pid_t,
     how: ExitKind,
     ending: Ending,
+    codes: ExitCodes,
     workers: &mut Workers,
     counters: &mut Counters,
 ) {
@@ -118,7 +142,7 @@ pub fn record_end(
     let lived = lived.as_secs_f64();
     let active = workers.len();
     match how {
-        ExitKind::Code(code) => match WorkerExit::from_code(code) {
+        ExitKind::Code(code) => match codes.meaning(code) {
             Some(WorkerExit::Done) => {
                 counters.exited_ok += 1;
                 info!(

@@ -22,7 +22,7 @@ use std::time::Instant;
 use crate::handoff::{self, CLIENT_FD, ConnectionEnv, FIRST_FREE_FD, LOG_FD, WorkerArgs};
 use crate::log::{Level, debug, info, warning};
 use crate::net::display_addr;
-use crate::sys::{self, Argv, SpawnTemplate, pid_t};
+use crate::sys::{self, Argv, Program, SpawnTemplate, pid_t};
 
 use super::config::WorkerSettings;
 use super::event_loop::Master;
@@ -49,9 +49,14 @@ pub enum Starter {
 }
 
 impl Starter {
-    fn start(&mut self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
+    fn start(
+        &mut self,
+        client: &TcpStream,
+        peer: SocketAddr,
+        connections: usize,
+    ) -> io::Result<pid_t> {
         match self {
-            Starter::Exec(spawner) => spawner.spawn_worker(client, peer),
+            Starter::Exec(spawner) => spawner.spawn_worker(client, peer, connections),
             Starter::Fork(forker) => forker.fork_worker(client),
         }
     }
@@ -60,7 +65,9 @@ impl Starter {
 pub struct Spawner {
     template: SpawnTemplate,
     argv: Argv,
-    log_fd: Option<BorrowedFd<'static>>,
+    /// Where the connection goes in the child: 3 for the worker (and the
+    /// log on 4), 0 and 1 for an `--exec` program.
+    hand_over: HandOver,
     /// The per-spawn variables, written into one buffer.
     env: ConnectionEnv,
 }
@@ -79,6 +86,20 @@ impl Spawner {
         reset_signals: Vec<libc::c_int>,
         listener: SocketAddr,
     ) -> Result<Spawner, WorkerExeError> {
+        let env = ConnectionEnv::new(display_addr(listener));
+        if let Some(program) = &settings.program {
+            let path = program.resolve()?;
+            let path = sys::c_string(path.into_os_string().into_encoded_bytes())
+                .map_err(WorkerExeError::Argv)?;
+            let template =
+                SpawnTemplate::new(Program::Path(path), handoff::inherited_env(), reset_signals);
+            return Ok(Spawner {
+                template,
+                argv: Argv::new(program.argv()?),
+                hand_over: HandOver::Program,
+                env,
+            });
+        }
         let args = WorkerArgs {
             log_level: settings.log_level,
             log_fd: log_fd.map(|_| LOG_FD),
@@ -99,29 +120,44 @@ impl Spawner {
         Ok(Spawner {
             template,
             argv: Argv::new(argv),
-            log_fd,
-            env: ConnectionEnv::new(display_addr(listener)),
+            hand_over: HandOver::Worker(log_fd),
+            env,
         })
     }
 
-    /// Starts a worker for `client` (whose address is `peer`), returning
-    /// its pid.
-    fn spawn_worker(&mut self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
+    /// Starts a worker for `client` (whose address is `peer`, which now
+    /// has `connections` open, this one included), returning its pid.
+    fn spawn_worker(
+        &mut self,
+        client: &TcpStream,
+        peer: SocketAddr,
+        connections: usize,
+    ) -> io::Result<pid_t> {
         let moved = moved_clear_of_handoff(client)?;
         let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
         let env = self
             .env
-            .describe(peer, || client.local_addr().map(display_addr))?;
-        match self.log_fd {
-            Some(log) => {
-                self.template
-                    .spawn(&self.argv, &[(client_fd, CLIENT_FD), (log, LOG_FD)], &env)
-            }
-            None => self
-                .template
-                .spawn(&self.argv, &[(client_fd, CLIENT_FD)], &env),
-        }
+            .describe(peer, connections, || client.local_addr().map(display_addr))?;
+        let map = match self.hand_over {
+            HandOver::Worker(Some(log)) => &[(client_fd, CLIENT_FD), (log, LOG_FD)][..],
+            HandOver::Worker(None) => &[(client_fd, CLIENT_FD)][..],
+            HandOver::Program => &[(client_fd, STDIN), (client_fd, STDOUT)][..],
+        };
+        self.template.spawn(&self.argv, map, &env)
     }
+}
+
+/// Standard input and output: where an `--exec` program finds its client.
+const STDIN: i32 = 0;
+const STDOUT: i32 = 1;
+
+/// What a spawned child is given besides its environment.
+enum HandOver {
+    /// The worker: the client on 3 and, when logging to a file, the log
+    /// on 4 (`None`: it logs on the inherited stderr).
+    Worker(Option<BorrowedFd<'static>>),
+    /// An `--exec` program: the client on 0 and 1, stderr inherited.
+    Program,
 }
 
 impl Master {
@@ -135,7 +171,8 @@ impl Master {
             );
             return;
         };
-        match starter.start(client, peer) {
+        let connections = self.workers.count_from(peer.ip()) + 1;
+        match starter.start(client, peer, connections) {
             Ok(pid) => {
                 let pidfd = self.watch_worker(pid, self.pidfd_base);
                 self.enter_worker(pid, peer, pidfd, now);

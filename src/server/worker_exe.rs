@@ -72,6 +72,9 @@ pub enum WorkerExeError {
     Mismatch { what: String, answer: String },
     #[error("could not prepare the worker's command line: {0}")]
     Argv(io::Error),
+    /// `--exec PROG` cannot be run.
+    #[error(transparent)]
+    Program(#[from] super::program::ProgramError),
 }
 
 /// The worker program to run: `configured` (`--worker`) opened, or the

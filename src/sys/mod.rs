@@ -53,8 +53,8 @@ mod spawn;
 pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
 pub use fd::{
-    adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, dup_to, ensure_standard_fds,
-    memfd_executable, open_executable, replace_fd, set_nonblocking,
+    adopt_inherited_fd, check_executable, close_inherited_fds_on_exec, dup_at_least, dup_to,
+    ensure_standard_fds, memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
 pub use fork::fork_worker;
 pub use io::{read_once, write_all_unbuffered, write_once};
@@ -72,7 +72,7 @@ pub use signals::{
     Disposition, SignalSet, block_signals, install_handler, set_disposition, set_signal_mask,
     signal_name,
 };
-pub use spawn::{Argv, SpawnTemplate, c_string};
+pub use spawn::{Argv, Program, SpawnTemplate, c_string};
 
 /// A libc return type in which `-1` means "failed, the reason is in errno":
 /// `int`, `ssize_t` (read, write) and `long` (`syscall`).

@@ -1,7 +1,8 @@
 //! Starting a program: a vfork-style `clone` whose child sets up
 //! descriptors, process group and signals, then execs the program through
-//! a descriptor opened once (`execveat(fd, "", …, AT_EMPTY_PATH)`:
-//! `SpawnTemplate`), and the argument vectors and C strings it takes.
+//! a descriptor opened once (`execveat(fd, "", …, AT_EMPTY_PATH)`) or by
+//! its path (`execve`, for `--exec PROG`: `SpawnTemplate`), and the
+//! argument vectors and C strings it takes.
 //!
 //! The child runs in the parent's memory, on a stack the template owns,
 //! while the parent is suspended. Between clone and exec it must never
@@ -53,7 +54,7 @@ impl Argv {
 /// over it, or deleting it), so every program started is the one that was
 /// checked when the descriptor was opened.
 pub struct SpawnTemplate {
-    program: OwnedFd,
+    program: Program,
     envp: Vec<CString>,
     /// The NULL-terminated array of environment pointers, rebuilt by each
     /// spawn in the same allocation.
@@ -63,13 +64,26 @@ pub struct SpawnTemplate {
     stack: Box<[u128]>,
 }
 
+/// What a spawn execs.
+pub enum Program {
+    /// A file opened once (`open_executable`, `memfd_executable`): what
+    /// runs is the file checked at boot, whatever becomes of its path.
+    Opened(OwnedFd),
+    /// A path, looked up at each spawn as `tcpserver` and inetd do: an
+    /// operator's program (`--exec PROG`), which may be a script (a script
+    /// cannot be run through a close-on-exec descriptor: its interpreter
+    /// would find `/dev/fd/N` closed) and whose upgrades take effect for
+    /// the next connection.
+    Path(CString),
+}
+
 impl SpawnTemplate {
     /// `reset_signals` are set back to their default disposition in the
     /// child: ignored signals survive exec, and a worker must start with
     /// defaults (DESIGN §3).
-    pub fn new(program: OwnedFd, envp: Vec<CString>, reset_signals: Vec<c_int>) -> Self {
+    pub fn new(program: impl Into<Program>, envp: Vec<CString>, reset_signals: Vec<c_int>) -> Self {
         SpawnTemplate {
-            program,
+            program: program.into(),
             envp_ptrs: Vec::with_capacity(envp.len() + 8),
             envp,
             reset_signals,
@@ -103,7 +117,10 @@ impl SpawnTemplate {
         fd_map: &[(BorrowedFd<'_>, RawFd)],
         extra_env: &[&CStr],
     ) -> io::Result<pid_t> {
-        let program = self.program.as_raw_fd();
+        let (program, path) = match &self.program {
+            Program::Opened(fd) => (fd.as_raw_fd(), ptr::null()),
+            Program::Path(path) => (-1, path.as_ptr()),
+        };
         debug_assert!(
             fd_map.iter().all(|&(_, to)| to != program),
             "the program's descriptor collides with a target number"
@@ -143,6 +160,7 @@ impl SpawnTemplate {
             + 1;
         let child = ChildSetup {
             program,
+            path,
             argv: argv.ptrs.as_ptr(),
             envp: self.envp_ptrs.as_ptr(),
             fd_map: raw_map,
@@ -189,6 +207,12 @@ impl SpawnTemplate {
     }
 }
 
+impl From<OwnedFd> for Program {
+    fn from(fd: OwnedFd) -> Program {
+        Program::Opened(fd)
+    }
+}
+
 fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
     strings
         .iter()
@@ -199,8 +223,11 @@ fn null_terminated(strings: &[CString]) -> Vec<*const c_char> {
 
 /// Everything the child of `spawn` reads, prepared by the parent.
 struct ChildSetup<'a> {
-    /// An `O_PATH` descriptor of the program, close-on-exec.
+    /// An `O_PATH` descriptor of the program, close-on-exec; -1 when it is
+    /// run by `path`.
     program: RawFd,
+    /// The program's path, or null to run it through `program`.
+    path: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
     fd_map: &'a [(RawFd, RawFd)],
@@ -268,17 +295,21 @@ extern "C" fn child_main(arg: *mut libc::c_void) -> c_int {
         if libc::sigprocmask(libc::SIG_SETMASK, &empty.0, ptr::null_mut()) != 0 {
             return fail();
         }
-        // AT_EMPTY_PATH: the file the descriptor names, not a path. Its
-        // close-on-exec flag only matters to scripts (their interpreter
-        // could not reopen it); programs run fine.
-        libc::syscall(
-            libc::SYS_execveat,
-            setup.program,
-            c"".as_ptr(),
-            setup.argv,
-            setup.envp,
-            libc::AT_EMPTY_PATH,
-        );
+        if setup.path.is_null() {
+            // AT_EMPTY_PATH: the file the descriptor names, not a path.
+            // Its close-on-exec flag only matters to scripts (their
+            // interpreter could not reopen it); programs run fine.
+            libc::syscall(
+                libc::SYS_execveat,
+                setup.program,
+                c"".as_ptr(),
+                setup.argv,
+                setup.envp,
+                libc::AT_EMPTY_PATH,
+            );
+        } else {
+            libc::execve(setup.path, setup.argv, setup.envp);
+        }
     }
     fail()
 }

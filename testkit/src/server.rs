@@ -85,7 +85,7 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts `mpecho serve ARGS -l 127.0.0.1:0 --log-file <tmp>`.
+    /// Starts `mpecho serve --log-file <tmp> -l 127.0.0.1:0 ARGS`.
     pub fn start(args: &[&str]) -> Server {
         Server::start_with(ServerOptions {
             args: args.iter().map(|s| s.to_string()).collect(),
@@ -98,12 +98,13 @@ impl Server {
     pub fn start_with(options: ServerOptions) -> Server {
         let dir = tempfile::tempdir().expect("create a temporary directory");
         let mut args = options.args.clone();
+        // Added first: everything after `--exec PROG` is the program's.
         if options.wrapper.is_empty() && !args.iter().any(|a| a == "-l" || a == "--listen") {
-            args.extend(["-l".to_string(), "127.0.0.1:0".to_string()]);
+            args.splice(0..0, ["-l".to_string(), "127.0.0.1:0".to_string()]);
         }
         let log_path = options.log_to_file.then(|| dir.path().join("mpecho.log"));
         if let Some(path) = &log_path {
-            args.extend(["--log-file".to_string(), path.display().to_string()]);
+            args.splice(0..0, ["--log-file".to_string(), path.display().to_string()]);
         }
         let binary = options
             .binary

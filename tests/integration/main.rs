@@ -11,6 +11,7 @@ mod descriptors;
 mod echo;
 mod environment;
 mod errors;
+mod exec;
 mod idle_timeout;
 mod limits;
 mod logging;

@@ -48,7 +48,7 @@ use crate::sys::{self, ExitKind, Received, pid_t};
 use super::accept::BACKOFF;
 use super::event_loop::Master;
 use super::fork::Forker;
-use super::reap::{Ending, record_end};
+use super::reap::{Ending, ExitCodes, record_end};
 use super::throttle::Kind;
 
 /// Surplus idle processes are retired at most once per this long, half of
@@ -415,6 +415,7 @@ impl Master {
             pid,
             ExitKind::Code(i32::from(code)),
             Ending::Finished,
+            ExitCodes::Worker,
             &mut self.workers,
             &mut self.counters,
         );
@@ -468,6 +469,7 @@ impl Master {
                 pid,
                 how,
                 Ending::Exited,
+                ExitCodes::Worker,
                 &mut self.workers,
                 &mut self.counters,
             );
