@@ -3,7 +3,7 @@
 //!
 //! `main.rs` only parses the command line and calls one entry point per
 //! subcommand: [`server::main`], [`worker::main`], [`client::main`],
-//! [`chat::server::main`], [`chat::client::main`], [`rules::check::main`].
+//! [`chat::server::main`], [`chat::client::main`], [`rules::main`].
 
 pub mod chat;
 pub mod cli;

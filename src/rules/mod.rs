@@ -273,6 +273,13 @@ impl Rules {
     }
 }
 
+/// `mpecho rules …`: the one entry point `main.rs` dispatches to.
+pub fn main(args: crate::cli::RulesArgs) -> std::process::ExitCode {
+    match args.command {
+        crate::cli::RulesCommand::Check { file } => check::main(&file),
+    }
+}
+
 fn decision(rule: &Rule, matched: Option<(usize, Prefix)>) -> Decision<'_> {
     Decision {
         verdict: rule.verdict,
