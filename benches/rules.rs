@@ -74,7 +74,7 @@ fn rules_text(size: usize, random: &mut Random) -> String {
     let mut seen = std::collections::HashSet::new();
     let mut text = String::new();
     while seen.len() < size {
-        let line = if seen.len() % 2 == 0 {
+        let line = if seen.len().is_multiple_of(2) {
             let len = random.between(8, 32) as u32;
             let bits = (random.next() as u32) & u32::MAX.checked_shl(32 - len).unwrap_or(0);
             format!("{} {}/{len}", verdict(random), Ipv4Addr::from(bits))
@@ -94,7 +94,7 @@ fn rules_text(size: usize, random: &mut Random) -> String {
 }
 
 fn verdict(random: &mut Random) -> &'static str {
-    if random.next() % 2 == 0 {
+    if random.next().is_multiple_of(2) {
         "allow"
     } else {
         "deny"
