@@ -134,6 +134,8 @@ pub enum Command {
     /// Join a chat relay: lines typed are sent, messages received are
     /// printed (END or end of input leaves).
     Chat(ChatArgs),
+    /// Work with access-rules files (`--rules`): `mpecho rules check FILE`.
+    Rules(RulesArgs),
     /// Internal: run the built-in `mpecho-worker` to serve the client on
     /// descriptor 3, as systemd's `Accept=yes` units did.
     #[command(hide = true)]
@@ -516,4 +518,24 @@ pub struct ChatArgs {
     /// Relay port.
     #[arg(default_value_t = 9191)]
     pub port: u16,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct RulesArgs {
+    #[command(subcommand)]
+    pub command: RulesCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum RulesCommand {
+    /// Validate an access-rules file and print what each rule means: one
+    /// line per network (line number, prefix, verdict, settings), then the
+    /// default. Exit status 0 for a valid file, 1 for an invalid one (each
+    /// problem on standard error as FILE:LINE: problem).
+    Check {
+        /// The rules file: native lines (`allow 10.0.0.0/8`, `deny ::1`,
+        /// `default deny`) and tcprules lines (`1.2.3.:allow,VAR="x"`).
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
 }

@@ -3,7 +3,7 @@
 //!
 //! `main.rs` only parses the command line and calls one entry point per
 //! subcommand: [`server::main`], [`worker::main`], [`client::main`],
-//! [`chat::server::main`], [`chat::client::main`].
+//! [`chat::server::main`], [`chat::client::main`], [`rules::main`].
 
 pub mod chat;
 pub mod cli;
@@ -11,6 +11,7 @@ pub mod client;
 pub mod handoff;
 pub mod log;
 pub mod net;
+pub mod rules;
 pub mod server;
 pub mod signals;
 pub mod sys;

@@ -50,6 +50,7 @@ fn run() -> ExitCode {
         Command::Client(args) => mpecho::client::main(args),
         Command::ChatServer(args) => mpecho::chat::server::main(args),
         Command::Chat(args) => mpecho::chat::client::main(args),
+        Command::Rules(args) => mpecho::rules::main(args),
         Command::Worker => mpecho::worker::main(&[]),
     }
 }

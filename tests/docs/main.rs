@@ -153,25 +153,30 @@ fn regenerate(share: &Path, rendered: &[Rendered]) {
     ));
 }
 
-/// Exactly the executables and their visible subcommands get a page
-/// (`mpecho-serve.1`); the hidden `mpecho worker` and clap's `help` get
-/// none.
+/// Exactly the executables and their visible subcommands, nested ones
+/// too, get a page (`mpecho-serve.1`, `mpecho-rules-check.1`); the hidden
+/// `mpecho worker` and clap's `help` get none.
 #[test]
 fn pages_are_the_executables_and_their_visible_subcommands() {
     for (root, see_also) in render::executables() {
         let name = root.get_name().to_owned();
-        let mut expected: Vec<PathBuf> = root
-            .get_subcommands()
-            .filter(|sub| !sub.is_hide_set())
-            .map(|sub| PathBuf::from(format!("man/man1/{name}-{}.1", sub.get_name())))
-            .collect();
-        expected.push(PathBuf::from(format!("man/man1/{name}.1")));
+        let mut expected = Vec::new();
+        visible_pages(&root, &name, &mut expected);
         expected.sort();
         let pages: Vec<PathBuf> = render::man_pages(&root, see_also)
             .into_iter()
             .map(|page| page.path)
             .collect();
         assert_eq!(pages, expected, "the pages of {name}");
+    }
+}
+
+/// The page of `cmd` (named `page`) and of each visible subcommand below
+/// it, as `man/man1/PAGE.1` paths.
+fn visible_pages(cmd: &clap::Command, page: &str, pages: &mut Vec<PathBuf>) {
+    pages.push(PathBuf::from(format!("man/man1/{page}.1")));
+    for sub in cmd.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        visible_pages(sub, &format!("{page}-{}", sub.get_name()), pages);
     }
 }
 

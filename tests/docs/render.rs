@@ -170,7 +170,8 @@ pub fn completions(root: &Command) -> Vec<Rendered> {
 /// #1335) and clap has no way to remove one, so the root is put together
 /// again from its name, version, texts, arguments and visible subcommands.
 /// Only what completions never show (help templates, usage) is left behind.
-/// One level deep: neither executable nests subcommands.
+/// Hidden subcommands are only at the top (`mpecho worker`); nested ones
+/// (`mpecho rules check`) come along with their parent.
 pub fn without_hidden_subcommands(root: &Command) -> Command {
     // clap takes names and versions as `&'static str` unless its `string`
     // feature is on; leaking a few short strings in a test process is
