@@ -10,12 +10,14 @@ use mpecho_testkit::{
 
 use super::*;
 
-pub(super) fn addr(text: &str) -> SocketAddr {
+mod properties;
+
+fn addr(text: &str) -> SocketAddr {
     text.parse().unwrap()
 }
 
 /// A complete header's length and contents; any other answer fails.
-pub(super) fn header(buf: &[u8]) -> (usize, ProxyHeader) {
+fn header(buf: &[u8]) -> (usize, ProxyHeader) {
     match decode(buf) {
         Decoded::Header { consumed, header } => (consumed, header),
         other => panic!("{:?} decoded as {other:?}", String::from_utf8_lossy(buf)),
