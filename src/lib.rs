@@ -11,6 +11,7 @@ pub mod client;
 pub mod handoff;
 pub mod log;
 pub mod net;
+pub mod proxy;
 pub mod rules;
 pub mod server;
 pub mod signals;

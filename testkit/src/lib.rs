@@ -21,7 +21,8 @@
 //! - `replay.rs`: a master's log replayed and reconciled with its figures;
 //! - `leftovers.rs`: workers that must not outlive a test, orphans adopted
 //!   as a subreaper;
-//! - `ptrace.rs`: a worker whose SIGTERM is held back.
+//! - `ptrace.rs`: a worker whose SIGTERM is held back;
+//! - `proxy.rs`: PROXY protocol headers (v1, v2, TLVs) made by hand.
 //!
 //! Everything is re-exported at the root: `use mpecho_testkit::{Server, …}`.
 
@@ -32,6 +33,7 @@ pub mod leftovers;
 pub mod log;
 pub mod net;
 pub mod process;
+pub mod proxy;
 pub mod ptrace;
 pub mod replay;
 pub mod server;
@@ -56,6 +58,10 @@ pub use process::{
     RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,
     is_worker_process, open_fds, pidfds, proc_limit, proc_state, process_exists,
     process_group_members, send_signal, set_soft_nofile, stat_fields, status_ids,
+};
+pub use proxy::{
+    encode_tlvs, proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_checksummed, proxy_v2_local,
+    proxy_v2_raw,
 };
 pub use ptrace::SigtermSwallower;
 pub use replay::{Exit, Replay, reconcile, replay};
