@@ -58,14 +58,16 @@ fn assert_worker_environment(
         format!("TCPREMOTEPORT={client_port}"),
         format!("TCPLOCALIP={local_ip}"),
         format!("TCPLOCALPORT={}", server.addr.port()),
+        "TCPCONNNUM=1".to_string(),
     ]);
     expected.sort();
     assert_eq!(environ(worker), expected);
 }
 
 /// A worker's environment holds only PATH, LANG, LC_ALL and TZ from the
-/// master's (no SECRET_TOKEN, no HOME) plus PROTO=TCP and the four
-/// TCPREMOTE*/TCPLOCAL* variables describing its IPv4 connection.
+/// master's (no SECRET_TOKEN, no HOME) plus PROTO=TCP, the four
+/// TCPREMOTE*/TCPLOCAL* variables describing its IPv4 connection, and
+/// TCPCONNNUM (one connection from that address).
 #[test]
 fn worker_environment_is_filtered_and_describes_the_connection() {
     assert_worker_environment("127.0.0.1:0", connect_to, "127.0.0.1", "127.0.0.1");
