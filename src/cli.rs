@@ -248,6 +248,13 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub do_nothing_workers: bool,
 
+    /// Access rules: which client addresses are served, with which
+    /// environment and per-address limits (see `mpecho rules check`).
+    /// Read at start (a file that does not parse is refused) and again on
+    /// SIGHUP (a bad file then keeps the rules in force).
+    #[arg(long, value_name = "FILE")]
+    pub rules: Option<PathBuf>,
+
     /// With --model prefork: the fewest idle processes kept waiting for the
     /// next connections [default: 5, or --max-workers if lower].
     #[arg(long, value_name = "N")]

@@ -99,6 +99,29 @@ pub fn inherited_env() -> Vec<CString> {
         .collect()
 }
 
+/// The names `ConnectionEnv` sets, which no access rule may replace: a
+/// program must be able to trust what they say of the connection.
+pub const CONNECTION_VAR_NAMES: [&str; 6] = [
+    "PROTO",
+    "TCPREMOTEIP",
+    "TCPREMOTEPORT",
+    "TCPLOCALIP",
+    "TCPLOCALPORT",
+    "TCPCONNNUM",
+];
+
+/// An access rule's `NAME=value` pairs (`--rules`) as environment entries
+/// for a worker or program, without those naming a connection variable
+/// (see [`CONNECTION_VAR_NAMES`]). Empty, and allocation-free, for the
+/// usual rule that sets none.
+pub fn rule_env(pairs: &[(String, String)]) -> Vec<CString> {
+    pairs
+        .iter()
+        .filter(|(name, _)| !CONNECTION_VAR_NAMES.contains(&name.as_str()))
+        .filter_map(|(name, value)| CString::new(format!("{name}={value}")).ok())
+        .collect()
+}
+
 /// The variables that describe a connection, in order: always six.
 const CONNECTION_VARS: usize = 6;
 

@@ -20,6 +20,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::cli::Model;
+use crate::handoff;
 use crate::log::Level;
 use crate::net::display_addr;
 
@@ -173,9 +174,14 @@ impl Master {
     /// Hands a new connection to a worker, or turns it away. Either way the
     /// master's copy of the socket is closed on return.
     fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
-        match self.config.admission.admit(&self.workers, peer.ip()) {
+        let rule = self.rules.decide(peer.ip());
+        let admitted = self.config.admission.admit(&self.workers, peer.ip(), &rule);
+        // Copied out of the rules (the start needs `self`), and only when
+        // the rule sets variables: most connections allocate nothing here.
+        let rule_env = handoff::rule_env(rule.env);
+        match admitted {
             Ok(()) => match self.config.model {
-                Model::Exec | Model::Fork => self.start_worker(&client, peer, now),
+                Model::Exec | Model::Fork => self.start_worker(&client, peer, &rule_env, now),
                 Model::Prefork => self.hand_to_pool(&client, peer, now),
                 Model::Iterative => self.begin_session(client, peer),
             },
@@ -187,6 +193,7 @@ impl Master {
         match refusal {
             Refusal::Full { .. } => self.counters.rejected_full += 1,
             Refusal::PerIp { .. } => self.counters.rejected_per_ip += 1,
+            Refusal::Rule { .. } => self.counters.rejected_rule += 1,
         }
         self.throttle.log(
             refusal.kind(),

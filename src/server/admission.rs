@@ -3,7 +3,8 @@
 //! Every decision about a connection is taken here, in the master, before a
 //! process exists (DESIGN §4, §12): the worker limit, the per-address
 //! limit, and what to do at the limit (turn the newcomer away, or leave it
-//! waiting in the kernel's backlog). Access rules, rate limits and the
+//! waiting in the kernel's backlog), and the access rules' verdict
+//! (`--rules`, asked of `rules::Rules` by the caller). Rate limits and the
 //! real client address of a PROXY header belong here too.
 //!
 //! This module only decides. It accepts, closes, counts and logs nothing:
@@ -13,6 +14,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::cli::OnFull;
+use crate::rules::{Decision, Prefix, Verdict};
 
 use super::throttle::Kind;
 use super::workers::Workers;
@@ -38,6 +40,9 @@ pub enum Refusal {
         active: usize,
         max: usize,
     },
+    /// An access rule (`--rules`) denies the address: the rule's line and
+    /// prefix, or `None` for the file's default.
+    Rule { matched: Option<(usize, Prefix)> },
 }
 
 impl Admission {
@@ -52,18 +57,23 @@ impl Admission {
         self.on_full == OnFull::Defer && self.is_full(workers)
     }
 
-    /// Whether a client from `ip` may have a worker now.
-    pub fn admit(&self, workers: &Workers, ip: IpAddr) -> Result<(), Refusal> {
+    /// Whether a client from `ip` may have a worker now, the access rules
+    /// having said `rule` of it: a denial first (whatever the load), then
+    /// the worker limit, then the per-address limit (the rule's, if it
+    /// sets one).
+    pub fn admit(&self, workers: &Workers, ip: IpAddr, rule: &Decision) -> Result<(), Refusal> {
+        if rule.verdict == Verdict::Deny {
+            return Err(Refusal::Rule {
+                matched: rule.matched,
+            });
+        }
         if self.is_full(workers) {
             return Err(self.full(workers));
         }
+        let max = rule.max_per_ip.map_or(self.max_per_ip, |n| n as usize);
         let active = workers.count_from(ip);
-        if self.max_per_ip > 0 && active >= self.max_per_ip {
-            return Err(Refusal::PerIp {
-                ip,
-                active,
-                max: self.max_per_ip,
-            });
+        if max > 0 && active >= max {
+            return Err(Refusal::PerIp { ip, active, max });
         }
         Ok(())
     }
@@ -83,6 +93,7 @@ impl Refusal {
         match self {
             Refusal::Full { .. } => Kind::RejectedFull,
             Refusal::PerIp { .. } => Kind::RejectedPerIp,
+            Refusal::Rule { .. } => Kind::RejectedRule,
         }
     }
 }
@@ -98,6 +109,10 @@ impl fmt::Display for Refusal {
                 f,
                 "per-IP limit reached ({active} active from {ip}, max_per_ip={max})"
             ),
+            Refusal::Rule {
+                matched: Some((line, prefix)),
+            } => write!(f, "denied by the access rule on line {line} ({prefix})"),
+            Refusal::Rule { matched: None } => f.write_str("denied by the access rules' default"),
         }
     }
 }
@@ -107,6 +122,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::rules::Rules;
     use crate::server::workers::Worker;
 
     fn table(peers: &[&str]) -> Workers {
@@ -131,10 +147,12 @@ mod tests {
         };
         let a: IpAddr = "10.0.0.1".parse().unwrap();
         let b: IpAddr = "10.0.0.2".parse().unwrap();
+        let no_rules = Rules::default();
+        let (rule_a, rule_b) = (no_rules.decide(a), no_rules.decide(b));
         let two_from_a = table(&["10.0.0.1:1", "10.0.0.1:2"]);
-        assert_eq!(admission.admit(&two_from_a, b), Ok(()));
+        assert_eq!(admission.admit(&two_from_a, b, &rule_b), Ok(()));
         assert_eq!(
-            admission.admit(&two_from_a, a),
+            admission.admit(&two_from_a, a, &rule_a),
             Err(Refusal::PerIp {
                 ip: a,
                 active: 2,
@@ -143,7 +161,7 @@ mod tests {
         );
         let full = table(&["10.0.0.1:1", "10.0.0.1:2", "10.0.0.2:1"]);
         assert_eq!(
-            admission.admit(&full, b),
+            admission.admit(&full, b, &rule_b),
             Err(Refusal::Full { active: 3, max: 3 })
         );
         assert!(!admission.defers(&full), "reject never defers");
@@ -158,5 +176,42 @@ mod tests {
         };
         assert!(!admission.defers(&table(&[])));
         assert!(admission.defers(&table(&["[::1]:5"])));
+    }
+
+    /// A denial comes before every limit; a rule's per-address limit
+    /// replaces the global one for its addresses only.
+    #[test]
+    fn rules_deny_first_and_replace_the_per_address_limit() {
+        let admission = Admission {
+            max_workers: 1,
+            max_per_ip: 1,
+            on_full: OnFull::Reject,
+        };
+        let rules = Rules::parse(
+            b"deny 10.9.0.0/16\nallow 10.1.0.0/16 max-per-ip=3\n",
+            "test.rules",
+        )
+        .unwrap();
+        let full = table(&["10.0.0.1:1"]);
+        let denied: IpAddr = "10.9.1.1".parse().unwrap();
+        assert!(matches!(
+            admission.admit(&full, denied, &rules.decide(denied)),
+            Err(Refusal::Rule {
+                matched: Some((1, _))
+            })
+        ));
+        let roomy = Admission {
+            max_workers: 10,
+            ..admission
+        };
+        let office: IpAddr = "10.1.0.1".parse().unwrap();
+        let two = table(&["10.1.0.1:1", "10.1.0.1:2"]);
+        assert_eq!(roomy.admit(&two, office, &rules.decide(office)), Ok(()));
+        let other: IpAddr = "10.2.0.1".parse().unwrap();
+        let one = table(&["10.2.0.1:1"]);
+        assert!(matches!(
+            roomy.admit(&one, other, &rules.decide(other)),
+            Err(Refusal::PerIp { max: 1, .. })
+        ));
     }
 }

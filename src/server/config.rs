@@ -21,6 +21,8 @@ pub struct Config {
     /// The pool's sizes (used by `--model prefork` only).
     pub pool: PoolSizes,
     pub admission: Admission,
+    /// `--rules`: read at boot and on SIGHUP.
+    pub rules_file: Option<PathBuf>,
     /// Zero turns the periodic figures off (SIGUSR1 still asks for one).
     pub monitor_interval: Duration,
     pub grace: Duration,
@@ -53,6 +55,7 @@ impl Config {
                 max_per_ip: args.max_per_ip as usize,
                 on_full: args.on_full,
             },
+            rules_file: args.rules.clone(),
             monitor_interval: Duration::from_secs(args.monitor_interval),
             grace: Duration::from_secs(args.grace),
             worker: WorkerSettings {

@@ -38,4 +38,6 @@ pub enum ServeError {
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
     Activation(#[from] ActivationError),
+    #[error("--rules: {0}")]
+    Rules(#[from] crate::rules::LoadError),
 }

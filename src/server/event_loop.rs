@@ -23,6 +23,7 @@ use std::time::{Instant, SystemTime};
 use crate::cli::Model;
 use crate::log::{self, Level, error, info};
 use crate::net;
+use crate::rules::Rules;
 use crate::signals::Signals;
 use crate::sys::{self, Epoll, EpollEvent, pid_t};
 use crate::systemd::Notifier;
@@ -80,6 +81,8 @@ pub struct Master {
     /// 1 once the iterative model has served a client (its `peak`).
     pub(super) session_peak: usize,
     pub(super) workers: Workers,
+    /// The access rules in force (`--rules`; none: everyone is allowed).
+    pub(super) rules: Rules,
     pub(super) counters: Counters,
     monitor: Schedule,
     pub(super) throttle: Throttle,
@@ -104,6 +107,10 @@ impl Master {
         config: Config,
         notifier: Notifier,
     ) -> Result<Master, ServeError> {
+        let rules = match &config.rules_file {
+            Some(path) => load_rules(path)?,
+            None => Rules::default(),
+        };
         let signals = Signals::install(&HANDLED).map_err(ServeError::Signals)?;
         let epoll = Epoll::new().map_err(ServeError::Epoll)?;
         let log_fd = log::logger().and_then(|l| l.sink().file_fd());
@@ -144,6 +151,7 @@ impl Master {
         let master = Master {
             monitor: Schedule::new(config.monitor_interval, now),
             workers: Workers::with_capacity(config.admission.max_workers.min(65_536)),
+            rules,
             config,
             signals,
             epoll,
@@ -373,4 +381,18 @@ impl Master {
             log_write_errors: log::write_errors(),
         }
     }
+}
+
+/// Reads the rules file, saying in the log what is in force.
+pub(super) fn load_rules(path: &std::path::Path) -> Result<Rules, crate::rules::LoadError> {
+    let rules = Rules::load(path)?;
+    let default = rules
+        .default_rule()
+        .map_or("allow", |rule| rule.verdict.name());
+    info!(
+        "rules: {} from {} (default {default})",
+        rules.rules().len(),
+        path.display()
+    );
+    Ok(rules)
 }

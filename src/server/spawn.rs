@@ -14,6 +14,7 @@
 //! copy right after the spawn, so the connection's life belongs to the
 //! worker alone.
 
+use std::ffi::{CStr, CString};
 use std::io;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
@@ -54,9 +55,10 @@ impl Starter {
         client: &TcpStream,
         peer: SocketAddr,
         connections: usize,
+        rule_env: &[CString],
     ) -> io::Result<pid_t> {
         match self {
-            Starter::Exec(spawner) => spawner.spawn_worker(client, peer, connections),
+            Starter::Exec(spawner) => spawner.spawn_worker(client, peer, connections, rule_env),
             Starter::Fork(forker) => forker.fork_worker(client),
         }
     }
@@ -127,11 +129,13 @@ impl Spawner {
 
     /// Starts a worker for `client` (whose address is `peer`, which now
     /// has `connections` open, this one included), returning its pid.
+    /// `rule_env` are the variables an access rule adds.
     fn spawn_worker(
         &mut self,
         client: &TcpStream,
         peer: SocketAddr,
         connections: usize,
+        rule_env: &[CString],
     ) -> io::Result<pid_t> {
         let moved = moved_clear_of_handoff(client)?;
         let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
@@ -143,6 +147,13 @@ impl Spawner {
             HandOver::Worker(None) => &[(client_fd, CLIENT_FD)][..],
             HandOver::Program => &[(client_fd, STDIN), (client_fd, STDOUT)][..],
         };
+        if rule_env.is_empty() {
+            return self.template.spawn(&self.argv, map, &env);
+        }
+        let env: Vec<&CStr> = env
+            .into_iter()
+            .chain(rule_env.iter().map(CString::as_c_str))
+            .collect();
         self.template.spawn(&self.argv, map, &env)
     }
 }
@@ -163,7 +174,13 @@ enum HandOver {
 impl Master {
     /// Starts a worker for an admitted client and enters it in the table;
     /// a failure closes the connection and is counted.
-    pub(super) fn start_worker(&mut self, client: &TcpStream, peer: SocketAddr, now: Instant) {
+    pub(super) fn start_worker(
+        &mut self,
+        client: &TcpStream,
+        peer: SocketAddr,
+        rule_env: &[CString],
+        now: Instant,
+    ) {
         let Some(starter) = self.starter.as_mut() else {
             debug_assert!(
                 false,
@@ -172,7 +189,7 @@ impl Master {
             return;
         };
         let connections = self.workers.count_from(peer.ip()) + 1;
-        match starter.start(client, peer, connections) {
+        match starter.start(client, peer, connections, rule_env) {
             Ok(pid) => {
                 let pidfd = self.watch_worker(pid, self.pidfd_base);
                 self.enter_worker(pid, peer, pidfd, now);

@@ -22,14 +22,16 @@ pub const INTERVAL: Duration = Duration::from_secs(1);
 pub enum Kind {
     RejectedFull,
     RejectedPerIp,
+    RejectedRule,
     AcceptError,
     SpawnFailure,
     Deferral,
 }
 
-const KINDS: [Kind; 5] = [
+const KINDS: [Kind; 6] = [
     Kind::RejectedFull,
     Kind::RejectedPerIp,
+    Kind::RejectedRule,
     Kind::AcceptError,
     Kind::SpawnFailure,
     Kind::Deferral,
@@ -45,6 +47,7 @@ impl Kind {
         match self {
             Kind::RejectedFull => "rejected connections (worker limit)",
             Kind::RejectedPerIp => "rejected connections (per-IP limit)",
+            Kind::RejectedRule => "rejected connections (access rules)",
             Kind::AcceptError => "accept errors",
             Kind::SpawnFailure => "worker start failures",
             Kind::Deferral => "deferrals (worker limit)",

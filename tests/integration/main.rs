@@ -25,6 +25,7 @@ mod privileges;
 mod reaping;
 mod reload;
 mod resources;
+mod rules;
 mod rules_check;
 mod shutdown;
 mod signals_under_load;

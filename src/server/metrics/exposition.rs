@@ -44,12 +44,14 @@ pub fn render(out: &mut Vec<u8>, s: &Snapshot<'_>, scrapes: &Stats) {
         "mpecho_connections_rejected_total",
         Counter,
         "Connections accepted and closed at once, by reason: worker_limit (figure \
-         rejected_full), per_ip (rejected_per_ip), spawn_failure (no worker could be \
+         rejected_full), per_ip (rejected_per_ip), rule (an access rule denies the \
+         address: rejected_rule), spawn_failure (no worker could be \
          started: spawn_failures).",
         "reason",
         &[
             ("worker_limit", c.rejected_full),
             ("per_ip", c.rejected_per_ip),
+            ("rule", c.rejected_rule),
             ("spawn_failure", c.spawn_failures),
         ],
     );
