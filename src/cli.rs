@@ -248,6 +248,14 @@ pub struct ServeArgs {
     #[arg(long, hide = true)]
     pub do_nothing_workers: bool,
 
+    /// At most N new connections per SECS seconds from one client address
+    /// (`10/1`, `30/60s`; a burst of N at once is allowed): one over the
+    /// rate is accepted and closed at once, and counted, while other
+    /// addresses are served as usual. A rule's `max-rate-per-ip=` replaces
+    /// it for its addresses.
+    #[arg(long, value_name = "N/SECS")]
+    pub max_rate_per_ip: Option<crate::rules::Rate>,
+
     /// Access rules: which client addresses are served, with which
     /// environment and per-address limits (see `mpecho rules check`).
     /// Read at start (a file that does not parse is refused) and again on

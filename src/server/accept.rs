@@ -26,7 +26,9 @@ use crate::net::display_addr;
 
 use super::admission::Refusal;
 use super::event_loop::Master;
+use super::rates::Rates;
 use super::throttle::Kind;
+use crate::rules::Rate;
 
 /// Connections accepted per wake-up at most, so that a flood cannot starve
 /// signal handling and reaping in the same loop.
@@ -175,7 +177,12 @@ impl Master {
     /// master's copy of the socket is closed on return.
     fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
         let rule = self.rules.decide(peer.ip());
-        let admitted = self.config.admission.admit(&self.workers, peer.ip(), &rule);
+        let rate = self.config.admission.rate_for(&rule);
+        let admitted = self
+            .config
+            .admission
+            .admit(&self.workers, peer.ip(), &rule)
+            .and_then(|()| take_rate(&mut self.rates, peer.ip(), rate, now));
         // Copied out of the rules (the start needs `self`), and only when
         // the rule sets variables: most connections allocate nothing here.
         let rule_env = handoff::rule_env(rule.env);
@@ -194,6 +201,7 @@ impl Master {
             Refusal::Full { .. } => self.counters.rejected_full += 1,
             Refusal::PerIp { .. } => self.counters.rejected_per_ip += 1,
             Refusal::Rule { .. } => self.counters.rejected_rule += 1,
+            Refusal::Rate { .. } => self.counters.rejected_rate += 1,
         }
         self.throttle.log(
             refusal.kind(),
@@ -202,4 +210,22 @@ impl Master {
             format_args!("rejected peer={peer}: {refusal}"),
         );
     }
+}
+
+/// Takes a token from `ip`'s bucket under `rate` (none: no limit). Asked
+/// last, so that a connection turned away for any other reason does not
+/// use up its address's rate.
+fn take_rate(
+    rates: &mut Rates,
+    ip: std::net::IpAddr,
+    rate: Option<Rate>,
+    now: Instant,
+) -> Result<(), Refusal> {
+    let Some(rate) = rate else {
+        return Ok(());
+    };
+    rates.take(ip, rate, now).map_err(|over| Refusal::Rate {
+        ip,
+        rate: over.rate,
+    })
 }

@@ -4,8 +4,9 @@
 //! process exists (DESIGN §4, §12): the worker limit, the per-address
 //! limit, and what to do at the limit (turn the newcomer away, or leave it
 //! waiting in the kernel's backlog), and the access rules' verdict
-//! (`--rules`, asked of `rules::Rules` by the caller). Rate limits and the
-//! real client address of a PROXY header belong here too.
+//! (`--rules`, asked of `rules::Rules` by the caller), and which rate
+//! applies (the buckets are `rates.rs`'s). The real client address of a
+//! PROXY header belongs here too.
 //!
 //! This module only decides. It accepts, closes, counts and logs nothing:
 //! the loop acts on its answer.
@@ -14,7 +15,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 use crate::cli::OnFull;
-use crate::rules::{Decision, Prefix, Verdict};
+use crate::rules::{Decision, Prefix, Rate, RateLimit, Verdict};
 
 use super::throttle::Kind;
 use super::workers::Workers;
@@ -26,6 +27,9 @@ pub struct Admission {
     pub max_workers: usize,
     /// Most workers for one client address; 0 is no limit.
     pub max_per_ip: usize,
+    /// New connections from one address per unit of time
+    /// (`--max-rate-per-ip`); `None` is no limit.
+    pub max_rate_per_ip: Option<Rate>,
     pub on_full: OnFull,
 }
 
@@ -40,6 +44,9 @@ pub enum Refusal {
         active: usize,
         max: usize,
     },
+    /// The address opened more than `rate` connections (`--max-rate-per-ip`
+    /// or its rule's).
+    Rate { ip: IpAddr, rate: Rate },
     /// An access rule (`--rules`) denies the address: the rule's line and
     /// prefix, or `None` for the file's default.
     Rule { matched: Option<(usize, Prefix)> },
@@ -78,6 +85,16 @@ impl Admission {
         Ok(())
     }
 
+    /// The rate that applies to a client the rules said `rule` of: its
+    /// rule's, else `--max-rate-per-ip`; `None` is no limit.
+    pub fn rate_for(&self, rule: &Decision) -> Option<Rate> {
+        match rule.rate {
+            Some(RateLimit::Limited(rate)) => Some(rate),
+            Some(RateLimit::Unlimited) => None,
+            None => self.max_rate_per_ip,
+        }
+    }
+
     /// The refusal of a full server, as logged on rejection and deferral.
     pub fn full(&self, workers: &Workers) -> Refusal {
         Refusal::Full {
@@ -94,6 +111,7 @@ impl Refusal {
             Refusal::Full { .. } => Kind::RejectedFull,
             Refusal::PerIp { .. } => Kind::RejectedPerIp,
             Refusal::Rule { .. } => Kind::RejectedRule,
+            Refusal::Rate { .. } => Kind::RejectedRate,
         }
     }
 }
@@ -108,6 +126,11 @@ impl fmt::Display for Refusal {
             Refusal::PerIp { ip, active, max } => write!(
                 f,
                 "per-IP limit reached ({active} active from {ip}, max_per_ip={max})"
+            ),
+            Refusal::Rate { ip, rate } => write!(
+                f,
+                "rate limit reached for {ip} (max_rate_per_ip={}/{}s)",
+                rate.connections, rate.secs
             ),
             Refusal::Rule {
                 matched: Some((line, prefix)),
@@ -143,6 +166,7 @@ mod tests {
         let admission = Admission {
             max_workers: 3,
             max_per_ip: 2,
+            max_rate_per_ip: None,
             on_full: OnFull::Reject,
         };
         let a: IpAddr = "10.0.0.1".parse().unwrap();
@@ -172,6 +196,7 @@ mod tests {
         let admission = Admission {
             max_workers: 1,
             max_per_ip: 0,
+            max_rate_per_ip: None,
             on_full: OnFull::Defer,
         };
         assert!(!admission.defers(&table(&[])));
@@ -185,6 +210,7 @@ mod tests {
         let admission = Admission {
             max_workers: 1,
             max_per_ip: 1,
+            max_rate_per_ip: None,
             on_full: OnFull::Reject,
         };
         let rules = Rules::parse(

@@ -53,6 +53,7 @@ impl Config {
             admission: Admission {
                 max_workers: args.max_workers() as usize,
                 max_per_ip: args.max_per_ip as usize,
+                max_rate_per_ip: args.max_rate_per_ip,
                 on_full: args.on_full,
             },
             rules_file: args.rules.clone(),

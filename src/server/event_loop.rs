@@ -37,6 +37,7 @@ use super::listener::{Listener, State};
 use super::metrics::{self, Endpoint};
 use super::monitor::{Counters, ProcessFigures, Schedule, Snapshot};
 use super::pool::{Pool, control_owner};
+use super::rates::Rates;
 use super::shutdown::{Draining, begin_shutdown};
 use super::spawn::{Spawner, Starter, pidfd_base};
 use super::throttle::{Kind, Throttle};
@@ -83,6 +84,8 @@ pub struct Master {
     pub(super) workers: Workers,
     /// The access rules in force (`--rules`; none: everyone is allowed).
     pub(super) rules: Rules,
+    /// Every address's connection rate (`--max-rate-per-ip`).
+    pub(super) rates: Rates,
     pub(super) counters: Counters,
     monitor: Schedule,
     pub(super) throttle: Throttle,
@@ -152,6 +155,7 @@ impl Master {
             monitor: Schedule::new(config.monitor_interval, now),
             workers: Workers::with_capacity(config.admission.max_workers.min(65_536)),
             rules,
+            rates: Rates::new(),
             config,
             signals,
             epoll,

@@ -29,6 +29,7 @@ mod monitor;
 mod pool;
 mod privileges;
 mod program;
+mod rates;
 mod reap;
 mod reload;
 mod shutdown;

@@ -30,6 +30,9 @@ pub struct Counters {
     /// Connections closed at once because an access rule denies their
     /// address (`--rules`).
     pub rejected_rule: u64,
+    /// Connections closed at once because their address was over its rate
+    /// (`--max-rate-per-ip`, or its rule's).
+    pub rejected_rate: u64,
     /// Times accepting paused at the worker limit (`--on-full defer`).
     pub deferred: u64,
     /// Connections closed because no worker could be started.
@@ -107,13 +110,14 @@ impl fmt::Display for Figures<'_> {
             f,
             "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
              exited_ok={} exited_error={} exited_signal={} exited_idle={} \
-             rejected_full={} rejected_per_ip={} rejected_rule={} deferred={} rss_kb={} fds={} \
+             rejected_full={} rejected_per_ip={} rejected_rule={} rejected_rate={} deferred={} \
+             rss_kb={} fds={} \
              uptime_s={} \
              log_write_errors={} model={}",
             s.active,
             s.peak,
             c.accepted,
-            c.rejected_full + c.rejected_per_ip + c.rejected_rule,
+            c.rejected_full + c.rejected_per_ip + c.rejected_rule + c.rejected_rate,
             c.spawn_failures,
             c.accept_errors,
             c.exited_ok,
@@ -123,6 +127,7 @@ impl fmt::Display for Figures<'_> {
             c.rejected_full,
             c.rejected_per_ip,
             c.rejected_rule,
+            c.rejected_rate,
             c.deferred,
             s.process.rss_kb.map_or_else(unknown, |v| v.to_string()),
             s.process.open_fds.map_or_else(unknown, |v| v.to_string()),

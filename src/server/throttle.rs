@@ -23,15 +23,17 @@ pub enum Kind {
     RejectedFull,
     RejectedPerIp,
     RejectedRule,
+    RejectedRate,
     AcceptError,
     SpawnFailure,
     Deferral,
 }
 
-const KINDS: [Kind; 6] = [
+const KINDS: [Kind; 7] = [
     Kind::RejectedFull,
     Kind::RejectedPerIp,
     Kind::RejectedRule,
+    Kind::RejectedRate,
     Kind::AcceptError,
     Kind::SpawnFailure,
     Kind::Deferral,
@@ -48,6 +50,7 @@ impl Kind {
             Kind::RejectedFull => "rejected connections (worker limit)",
             Kind::RejectedPerIp => "rejected connections (per-IP limit)",
             Kind::RejectedRule => "rejected connections (access rules)",
+            Kind::RejectedRate => "rejected connections (rate limit)",
             Kind::AcceptError => "accept errors",
             Kind::SpawnFailure => "worker start failures",
             Kind::Deferral => "deferrals (worker limit)",
