@@ -293,6 +293,26 @@ pub struct ServeArgs {
     #[arg(skip)]
     pub exec_args: Vec<OsString>,
 
+    /// Every connection must begin with a PROXY protocol header (v1 or
+    /// v2), sent by a load balancer named by --trusted-proxy: admission,
+    /// the log and the worker's TCPREMOTEIP then use the client's address
+    /// it carries. Never guessed: without this option no header is read.
+    #[arg(long)]
+    pub proxy_protocol: bool,
+
+    /// With --proxy-protocol (and required by it): a balancer allowed to
+    /// send PROXY headers, as an address or CIDR prefix (10.0.0.0/8,
+    /// 2001:db8::/32); repeatable. A connection from any other address is
+    /// closed at once, unread.
+    #[arg(long, value_name = "CIDR", value_parser = crate::rules::Prefix::parse)]
+    pub trusted_proxy: Vec<crate::rules::Prefix>,
+
+    /// With --proxy-protocol: seconds a connection has to send its whole
+    /// PROXY header before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 3,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    pub proxy_timeout: u64,
+
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.
     /// 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`).
     /// Off by default.
@@ -369,6 +389,9 @@ impl ServeArgs {
         if let Some(why) = self.pool_conflicts() {
             return Some(why);
         }
+        if let Some(why) = self.proxy_conflicts() {
+            return Some(why);
+        }
         if self.model != Model::Iterative {
             return None;
         }
@@ -432,6 +455,25 @@ impl ServeArgs {
             return Some("--do-nothing-workers cannot be used with --exec".to_owned());
         }
         None
+    }
+
+    /// The PROXY protocol's options without each other: a header accepted
+    /// from anyone would let any client claim any address, and a trusted
+    /// list without the protocol would silently do nothing.
+    fn proxy_conflicts(&self) -> Option<String> {
+        match (self.proxy_protocol, self.trusted_proxy.is_empty()) {
+            (true, true) => Some(
+                "--proxy-protocol needs at least one --trusted-proxy CIDR: a header accepted \
+                 from any address would let every client claim any address"
+                    .to_owned(),
+            ),
+            (false, false) => Some(
+                "--trusted-proxy cannot be used without --proxy-protocol: no header is read \
+                 without it"
+                    .to_owned(),
+            ),
+            _ => None,
+        }
     }
 
     /// The pool options' conflicts: given without the pool, or sizes that

@@ -101,13 +101,15 @@ pub fn inherited_env() -> Vec<CString> {
 
 /// The names `ConnectionEnv` sets, which no access rule may replace: a
 /// program must be able to trust what they say of the connection.
-pub const CONNECTION_VAR_NAMES: [&str; 6] = [
+pub const CONNECTION_VAR_NAMES: [&str; 8] = [
     "PROTO",
     "TCPREMOTEIP",
     "TCPREMOTEPORT",
     "TCPLOCALIP",
     "TCPLOCALPORT",
     "TCPCONNNUM",
+    "TCPPROXYIP",
+    "TCPPROXYPORT",
 ];
 
 /// An access rule's `NAME=value` pairs (`--rules`) as environment entries
@@ -122,19 +124,44 @@ pub fn rule_env(pairs: &[(String, String)]) -> Vec<CString> {
         .collect()
 }
 
-/// The variables that describe a connection, in order: always six.
-const CONNECTION_VARS: usize = 6;
+/// The variables that describe a connection, in order: six, and two more
+/// for a connection relayed by a load balancer.
+const CONNECTION_VARS: usize = 8;
 
-/// Room for the six variables with their NULs: the longest is
-/// `TCPREMOTEIP=` and an IPv6 address (12 + 39 + 1 bytes), so 256 bytes
-/// hold all six with room to spare.
-const CONNECTION_ENV_BYTES: usize = 256;
+/// Room for the eight variables with their NULs: at most 254 bytes (three
+/// addresses of 39 bytes behind their 11- or 12-byte names, three ports of
+/// 5 digits, a 20-digit count, `PROTO=TCP`), so 320 bytes hold them all.
+const CONNECTION_ENV_BYTES: usize = 320;
+
+/// How a connection relayed by a load balancer came (a PROXY header,
+/// `--proxy-protocol`): the balancer's address, which the worker sees as
+/// `TCPPROXYIP`/`TCPPROXYPORT`, and the address the client connected to,
+/// when the header gave one (its `TCPLOCALIP`/`TCPLOCALPORT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Relay {
+    pub proxy: SocketAddr,
+    pub destination: Option<SocketAddr>,
+}
+
+/// A connection's variables, as [`ConnectionEnv::describe`] wrote them.
+pub struct ConnectionVars<'a> {
+    vars: [&'a CStr; CONNECTION_VARS],
+    len: usize,
+}
+
+impl<'a> ConnectionVars<'a> {
+    pub fn as_slice(&self) -> &[&'a CStr] {
+        &self.vars[..self.len]
+    }
+}
 
 /// The connection described the way UCSPI servers (`tcpserver`,
 /// `s6-tcpserver`) do, so tools written for that interface find what they
 /// expect: `PROTO=TCP`, `TCPREMOTEIP`, `TCPREMOTEPORT`, `TCPLOCALIP`,
 /// `TCPLOCALPORT`, and s6's `TCPCONNNUM` (the connections open from that
-/// address, this one included).
+/// address, this one included); behind a load balancer, the client its
+/// PROXY header named, the address the client connected to, and the
+/// balancer's own as `TCPPROXYIP` and `TCPPROXYPORT`.
 ///
 /// Written for every spawn into one buffer owned by the spawner, so that a
 /// connection costs no allocation and no formatting into `String`s
@@ -161,19 +188,27 @@ impl ConnectionEnv {
     }
 
     /// Describes a connection from `remote`, which has `connections` open
-    /// (this one included); `local` is asked for the connection's local
-    /// address only when the listener's is a wildcard. The strings borrow
+    /// (this one included), relayed by a balancer as `relay` says (if it
+    /// was); `local` is asked for the connection's local address only when
+    /// neither the header nor the listener's says it. The strings borrow
     /// this value until the next call.
     pub fn describe(
         &mut self,
         remote: SocketAddr,
         connections: usize,
+        relay: Option<Relay>,
         local: impl FnOnce() -> io::Result<SocketAddr>,
-    ) -> io::Result<[&CStr; CONNECTION_VARS]> {
-        let local = match self.fixed_local {
-            Some(addr) => addr,
-            None => local()?,
+    ) -> io::Result<ConnectionVars<'_>> {
+        let local = match (relay.and_then(|r| r.destination), self.fixed_local) {
+            (Some(addr), _) | (None, Some(addr)) => addr,
+            (None, None) => local()?,
         };
+        // The balancer's address only when there is one: a placeholder
+        // would tell a program the connection was relayed.
+        let proxy = relay.map(|r| r.proxy);
+        let proxy_ip = proxy.map(|p| p.ip());
+        let proxy_port = proxy.map(|p| p.port());
+        let len = if relay.is_some() { 8 } else { 6 };
         let mut out = &mut self.buf[..];
         let room = out.len();
         // `write!` into a slice fails (WriteZero) if the buffer were too
@@ -185,6 +220,8 @@ impl ConnectionEnv {
             format_args!("TCPLOCALIP={}\0", local.ip()),
             format_args!("TCPLOCALPORT={}\0", local.port()),
             format_args!("TCPCONNNUM={connections}\0"),
+            format_args!("TCPPROXYIP={}\0", Shown(proxy_ip)),
+            format_args!("TCPPROXYPORT={}\0", Shown(proxy_port)),
         ]) {
             out.write_fmt(entry)?;
             *end = room - out.len();
@@ -196,7 +233,21 @@ impl ConnectionEnv {
                 .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
             start = end;
         }
-        Ok(vars)
+        Ok(ConnectionVars { vars, len })
+    }
+}
+
+/// An optional value written as itself, or as nothing: the two relay
+/// variables are written (and then left out) for every connection, so one
+/// formatting sequence serves both kinds without allocating.
+struct Shown<T>(Option<T>);
+
+impl<T: std::fmt::Display> std::fmt::Display for Shown<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.0 {
+            Some(value) => value.fmt(f),
+            None => Ok(()),
+        }
     }
 }
 
@@ -235,8 +286,9 @@ mod tests {
     fn a_connection_is_described_as_ucspi_does() {
         let remote: SocketAddr = "[2001:db8::1]:40000".parse().unwrap();
         let vars = |env: &mut ConnectionEnv| -> Vec<String> {
-            env.describe(remote, 2, || Ok("10.0.0.1:9190".parse().unwrap()))
+            env.describe(remote, 2, None, || Ok("10.0.0.1:9190".parse().unwrap()))
                 .unwrap()
+                .as_slice()
                 .iter()
                 .map(|v| v.to_str().unwrap().to_string())
                 .collect()
@@ -260,8 +312,47 @@ mod tests {
             .parse()
             .unwrap();
         let mut env = ConnectionEnv::new(long);
-        let all = env.describe(long, usize::MAX, || unreachable!()).unwrap();
-        assert_eq!(all[3].to_bytes().len(), "TCPLOCALIP=".len() + 39);
+        let relay = Relay {
+            proxy: long,
+            destination: Some(long),
+        };
+        let all = env
+            .describe(long, usize::MAX, Some(relay), || unreachable!())
+            .unwrap();
+        assert_eq!(all.as_slice()[3].to_bytes().len(), "TCPLOCALIP=".len() + 39);
+        assert_eq!(all.as_slice()[6].to_bytes().len(), "TCPPROXYIP=".len() + 39);
+    }
+
+    /// A relayed connection: the header's client and destination, the
+    /// balancer as TCPPROXYIP/PORT.
+    #[test]
+    fn a_relayed_connection_names_the_client_its_destination_and_the_balancer() {
+        let mut env = ConnectionEnv::new("127.0.0.1:9190".parse().unwrap());
+        let relay = Relay {
+            proxy: "127.0.0.5:41000".parse().unwrap(),
+            destination: Some("192.0.2.1:443".parse().unwrap()),
+        };
+        let client = "203.0.113.9:5555".parse().unwrap();
+        let vars: Vec<String> = env
+            .describe(client, 1, Some(relay), || unreachable!())
+            .unwrap()
+            .as_slice()
+            .iter()
+            .map(|v| v.to_str().unwrap().to_string())
+            .collect();
+        assert_eq!(
+            vars,
+            [
+                "PROTO=TCP",
+                "TCPREMOTEIP=203.0.113.9",
+                "TCPREMOTEPORT=5555",
+                "TCPLOCALIP=192.0.2.1",
+                "TCPLOCALPORT=443",
+                "TCPCONNNUM=1",
+                "TCPPROXYIP=127.0.0.5",
+                "TCPPROXYPORT=41000"
+            ]
+        );
     }
 
     #[test]

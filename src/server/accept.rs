@@ -11,7 +11,9 @@
 //! orderly close, not a hang), take the spare back, and pause accepting
 //! briefly. This module never blocks; whether a client
 //! gets a worker is `admission.rs`'s answer, and starting one is
-//! `spawn.rs`'s job.
+//! `spawn.rs`'s job. Under `--proxy-protocol` a new connection first
+//! waits for its balancer's header (`pending.rs`), and is admitted under
+//! the client's address the header gives.
 
 use std::fs::File;
 use std::io;
@@ -20,7 +22,7 @@ use std::os::fd::{AsFd, BorrowedFd};
 use std::time::{Duration, Instant};
 
 use crate::cli::Model;
-use crate::handoff;
+use crate::handoff::{self, Relay};
 use crate::log::Level;
 use crate::net::display_addr;
 
@@ -129,7 +131,10 @@ impl Master {
     /// that a flood cannot starve signals and reaping.
     pub(super) fn accept_batch(&mut self) {
         for _ in 0..ACCEPT_BATCH {
-            if self.config.admission.defers(&self.workers) || self.session.is_some() {
+            if self.config.admission.defers(&self.workers)
+                || self.session.is_some()
+                || self.header_awaited_by_session()
+            {
                 return;
             }
             let Some(acceptor) = self.listener.acceptor() else {
@@ -137,7 +142,10 @@ impl Master {
             };
             let now = Instant::now();
             match acceptor.accept() {
-                Accept::Client(stream, peer) => self.admit(stream, display_addr(peer), now),
+                Accept::Client(stream, peer) if self.pending.is_some() => {
+                    self.await_header(stream, display_addr(peer), now)
+                }
+                Accept::Client(stream, peer) => self.admit(stream, display_addr(peer), None, now),
                 Accept::Empty => return,
                 Accept::Aborted(e) => {
                     self.counters.accept_errors += 1;
@@ -174,8 +182,16 @@ impl Master {
     }
 
     /// Hands a new connection to a worker, or turns it away. Either way the
-    /// master's copy of the socket is closed on return.
-    fn admit(&mut self, client: TcpStream, peer: SocketAddr, now: Instant) {
+    /// master's copy of the socket is closed on return. `peer` is the
+    /// client's address, which a PROXY header gave when `relay` says how
+    /// the connection came (`pending.rs`).
+    pub(super) fn admit(
+        &mut self,
+        client: TcpStream,
+        peer: SocketAddr,
+        relay: Option<Relay>,
+        now: Instant,
+    ) {
         let rule = self.rules.decide(peer.ip());
         let rate = self.config.admission.rate_for(&rule);
         let admitted = self
@@ -188,7 +204,9 @@ impl Master {
         let rule_env = handoff::rule_env(rule.env);
         match admitted {
             Ok(()) => match self.config.model {
-                Model::Exec | Model::Fork => self.start_worker(&client, peer, &rule_env, now),
+                Model::Exec | Model::Fork => {
+                    self.start_worker(&client, peer, relay, &rule_env, now)
+                }
                 Model::Prefork => self.hand_to_pool(&client, peer, now),
                 Model::Iterative => self.begin_session(client, peer),
             },
@@ -196,12 +214,13 @@ impl Master {
         }
     }
 
-    fn turn_away(&mut self, refusal: &Refusal, peer: SocketAddr, now: Instant) {
+    pub(super) fn turn_away(&mut self, refusal: &Refusal, peer: SocketAddr, now: Instant) {
         match refusal {
             Refusal::Full { .. } => self.counters.rejected_full += 1,
             Refusal::PerIp { .. } => self.counters.rejected_per_ip += 1,
             Refusal::Rule { .. } => self.counters.rejected_rule += 1,
             Refusal::Rate { .. } => self.counters.rejected_rate += 1,
+            Refusal::Proxy(_) => self.counters.rejected_proxy += 1,
         }
         self.throttle.log(
             refusal.kind(),

@@ -5,8 +5,10 @@
 //! limit, and what to do at the limit (turn the newcomer away, or leave it
 //! waiting in the kernel's backlog), and the access rules' verdict
 //! (`--rules`, asked of `rules::Rules` by the caller), and which rate
-//! applies (the buckets are `rates.rs`'s). The real client address of a
-//! PROXY header belongs here too.
+//! applies (the buckets are `rates.rs`'s). Under `--proxy-protocol` every
+//! one of these decisions is taken on the real client's address, which
+//! `pending.rs` reads from the balancer's header first; its own refusals
+//! (an untrusted source, a bad or slow header) are [`Refusal::Proxy`].
 //!
 //! This module only decides. It accepts, closes, counts and logs nothing:
 //! the loop acts on its answer.
@@ -17,6 +19,7 @@ use std::net::IpAddr;
 use crate::cli::OnFull;
 use crate::rules::{Decision, Prefix, Rate, RateLimit, Verdict};
 
+use super::pending::ProxyRefusal;
 use super::throttle::Kind;
 use super::workers::Workers;
 
@@ -50,6 +53,8 @@ pub enum Refusal {
     /// An access rule (`--rules`) denies the address: the rule's line and
     /// prefix, or `None` for the file's default.
     Rule { matched: Option<(usize, Prefix)> },
+    /// `--proxy-protocol`: no usable PROXY header (`pending.rs`).
+    Proxy(ProxyRefusal),
 }
 
 impl Admission {
@@ -112,6 +117,7 @@ impl Refusal {
             Refusal::PerIp { .. } => Kind::RejectedPerIp,
             Refusal::Rule { .. } => Kind::RejectedRule,
             Refusal::Rate { .. } => Kind::RejectedRate,
+            Refusal::Proxy(_) => Kind::RejectedProxy,
         }
     }
 }
@@ -136,6 +142,7 @@ impl fmt::Display for Refusal {
                 matched: Some((line, prefix)),
             } => write!(f, "denied by the access rule on line {line} ({prefix})"),
             Refusal::Rule { matched: None } => f.write_str("denied by the access rules' default"),
+            Refusal::Proxy(why) => why.fmt(f),
         }
     }
 }

@@ -4,12 +4,14 @@
 //!
 //! This module only converts; it opens, checks and starts nothing.
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::cli::{Model, PoolSizes, ServeArgs};
 use crate::handoff::IdleTimeout;
 use crate::log::Level;
+use crate::rules::Prefix;
 
 use super::admission::Admission;
 use super::program::ProgramCommand;
@@ -28,6 +30,25 @@ pub struct Config {
     pub grace: Duration,
     /// Passed on to every worker.
     pub worker: WorkerSettings,
+    /// `--proxy-protocol`: every connection's PROXY header is read first
+    /// (`pending.rs`); `None`: no header is ever read.
+    pub proxy: Option<ProxySettings>,
+}
+
+/// Who may send a PROXY header, and how long it may take.
+#[derive(Debug, Clone)]
+pub struct ProxySettings {
+    /// `--trusted-proxy`: never empty (the command line refuses it).
+    pub trusted: Vec<Prefix>,
+    /// `--proxy-timeout`.
+    pub timeout: Duration,
+}
+
+impl ProxySettings {
+    /// Whether a connection from `ip` may send a header at all.
+    pub fn trusts(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|prefix| prefix.contains(ip))
+    }
 }
 
 /// The worker executable, and what every worker is told on its command
@@ -69,6 +90,10 @@ impl Config {
                 idle_timeout: args.idle_timeout,
                 do_nothing: args.do_nothing_workers,
             },
+            proxy: args.proxy_protocol.then(|| ProxySettings {
+                trusted: args.trusted_proxy.clone(),
+                timeout: Duration::from_secs(args.proxy_timeout),
+            }),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! The master's single-threaded event loop: wait, then act on what woke us.
 //!
 //! One `epoll_pwait` waits for the listener, a worker's pidfd (readable when
-//! it exits), the metrics endpoint's sockets (`--metrics`), a handled
-//! signal, or the next timer (monitor tick, end of an accept pause, warning
-//! summaries, end of the grace period, a scrape's deadline). After each
+//! it exits), the metrics endpoint's sockets (`--metrics`), connections
+//! waiting for their PROXY header (`--proxy-protocol`, `pending.rs`), a
+//! handled signal, or the next timer (monitor tick, end of an accept
+//! pause, warning summaries, end of the grace period, a scrape's or a
+//! PROXY header's deadline). After each
 //! wake-up the loop reaps first (so the worker count is exact), then handles
 //! shutdown and report requests, then accepts a bounded batch
 //! (`accept.rs`), then serves scrapes (`metrics/`), then runs the timers.
@@ -36,6 +38,7 @@ use super::iterative::{SESSION, Session};
 use super::listener::{Listener, State};
 use super::metrics::{self, Endpoint};
 use super::monitor::{Counters, ProcessFigures, Schedule, Snapshot};
+use super::pending::{self, Pending};
 use super::pool::{Pool, control_owner};
 use super::rates::Rates;
 use super::shutdown::{Draining, begin_shutdown};
@@ -79,6 +82,8 @@ pub struct Master {
     pub(super) pidfd_base: i32,
     /// The client the master serves itself (`--model iterative`).
     pub(super) session: Option<Session>,
+    /// Connections waiting for their PROXY header (`--proxy-protocol`).
+    pub(super) pending: Option<Pending>,
     /// 1 once the iterative model has served a client (its `peak`).
     pub(super) session_peak: usize,
     pub(super) workers: Workers,
@@ -153,6 +158,7 @@ impl Master {
         let now = Instant::now();
         let master = Master {
             monitor: Schedule::new(config.monitor_interval, now),
+            pending: config.proxy.as_ref().map(|p| Pending::new(p.timeout)),
             workers: Workers::with_capacity(config.admission.max_workers.min(65_536)),
             rules,
             rates: Rates::new(),
@@ -187,6 +193,14 @@ impl Master {
         if let Some(addr) = metrics_addr {
             info!("metrics on {addr}");
         }
+        if let Some(proxy) = &master.config.proxy {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            info!(
+                "PROXY protocol: a header is required, from {} only, within {}s",
+                trusted.join(" "),
+                proxy.timeout.as_secs()
+            );
+        }
         net::announce_listening(addr).map_err(ServeError::Announce)?;
         master.notifier.ready(format_args!("listening on {addr}"));
         Ok(master)
@@ -218,10 +232,11 @@ impl Master {
             for event in &events[..ready] {
                 // A copy: the kernel's epoll_event is packed, and a guard
                 // would borrow the field.
-                let token = event.u64;
+                let (token, flags) = (event.u64, event.events);
                 match token {
                     LISTENER => listener_ready = true,
                     SESSION => self.serve_session(),
+                    token if let Some(slot) = pending::owns(token) => self.on_pending(slot, flags),
                     token if metrics::owns(token) => metrics_ready = true,
                     token if let Some(pid) = control_owner(token) => self.on_pool_report(pid),
                     pid => self.reap(pid as pid_t),
@@ -254,7 +269,7 @@ impl Master {
             State::Paused(until) if now < until => return Ok(()),
             // The iterative model's next client waits in the backlog by
             // design: not a limit reached, nothing to warn about.
-            _ if self.session.is_some() => {
+            _ if self.session.is_some() || self.header_awaited_by_session() => {
                 return self
                     .listener
                     .set_state(State::Deferred, &self.epoll)
@@ -297,6 +312,7 @@ impl Master {
             self.notifier.next_watchdog(),
             self.session_deadline(),
             self.pool.as_ref().and_then(Pool::next_deadline),
+            self.pending.as_ref().and_then(Pending::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -342,6 +358,7 @@ impl Master {
                     self.config.grace,
                 ));
                 self.close_session();
+                self.close_pending();
                 self.drain_pool();
             }
         }
@@ -350,6 +367,7 @@ impl Master {
     fn on_timers(&mut self, now: Instant) {
         self.throttle.flush(now);
         self.expire_session(now);
+        self.expire_pending(now);
         self.notifier.on_tick(now);
         if self.monitor.is_due(now) {
             // Formatted once (it reads /proc): for the log and the status.

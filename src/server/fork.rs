@@ -10,14 +10,16 @@
 //! epoll set, pidfds, spare descriptor, metrics socket), default signal
 //! dispositions, an empty mask, its own process group, the name
 //! `mpecho-worker`. It inherits the master's environment (not the UCSPI
-//! variables an exec'd worker gets, which the echo never reads).
+//! variables an exec'd worker gets, which the echo never reads); the
+//! client's address, which an exec'd worker reads from `TCPREMOTEIP`, is
+//! handed to it as an argument.
 //!
 //! Everything else (admission, the table, pidfds, reaping, shutdown,
 //! figures) is the exec model's (`spawn.rs`). This module never keeps the
 //! client's descriptor, and its child never returns into the master.
 
 use std::io;
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, BorrowedFd};
 use std::time::Duration;
 
@@ -61,8 +63,10 @@ impl Forker {
         }
     }
 
-    /// Forks a worker for `client`, returning its pid.
-    pub fn fork_worker(&self, client: &TcpStream) -> io::Result<pid_t> {
+    /// Forks a worker for `client`, the client at `peer` (whose lines name
+    /// it: behind a load balancer, the socket's own peer is the balancer),
+    /// returning its pid.
+    pub fn fork_worker(&self, client: &TcpStream, peer: SocketAddr) -> io::Result<pid_t> {
         let moved = moved_clear_of_handoff(client)?;
         let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
         let (level, idle_timeout, do_nothing) =
@@ -76,7 +80,7 @@ impl Forker {
                 // As mpecho-worker does first: a log line to a pipe whose
                 // reader died must not kill the worker.
                 let _ = mpecho_worker::sys::ignore(mpecho_worker::sys::Signal::Pipe);
-                match mpecho_worker::serve(log_fd, level, idle_timeout) {
+                match mpecho_worker::serve(log_fd, level, idle_timeout, Some(peer)) {
                     Ok(exit) => exit,
                     // Never for a client just accepted; the exit status
                     // tells the master.

@@ -26,6 +26,7 @@ mod lifetimes;
 pub mod listener;
 mod metrics;
 mod monitor;
+mod pending;
 mod pool;
 mod privileges;
 mod program;

@@ -33,6 +33,10 @@ pub struct Counters {
     /// Connections closed at once because their address was over its rate
     /// (`--max-rate-per-ip`, or its rule's).
     pub rejected_rate: u64,
+    /// Connections closed without a usable PROXY header
+    /// (`--proxy-protocol`): an untrusted source, a bad, slow or abandoned
+    /// header, or too many waiting.
+    pub rejected_proxy: u64,
     /// Times accepting paused at the worker limit (`--on-full defer`).
     pub deferred: u64,
     /// Connections closed because no worker could be started.
@@ -51,6 +55,18 @@ pub struct Counters {
     /// How long each reaped worker lived, however it ended: its count is
     /// the sum of the four `exited_*` counters.
     pub lifetimes: Lifetimes,
+}
+
+impl Counters {
+    /// Connections accepted and closed at once, whatever the reason
+    /// (failed starts are counted apart, as `spawn_failures`).
+    pub fn rejected(&self) -> u64 {
+        self.rejected_full
+            + self.rejected_per_ip
+            + self.rejected_rule
+            + self.rejected_rate
+            + self.rejected_proxy
+    }
 }
 
 /// Everything the master reports, read at one moment.
@@ -110,14 +126,15 @@ impl fmt::Display for Figures<'_> {
             f,
             "active={} peak={} accepted={} rejected={} spawn_failures={} accept_errors={} \
              exited_ok={} exited_error={} exited_signal={} exited_idle={} \
-             rejected_full={} rejected_per_ip={} rejected_rule={} rejected_rate={} deferred={} \
+             rejected_full={} rejected_per_ip={} rejected_rule={} rejected_rate={} \
+             rejected_proxy={} deferred={} \
              rss_kb={} fds={} \
              uptime_s={} \
              log_write_errors={} model={}",
             s.active,
             s.peak,
             c.accepted,
-            c.rejected_full + c.rejected_per_ip + c.rejected_rule + c.rejected_rate,
+            c.rejected(),
             c.spawn_failures,
             c.accept_errors,
             c.exited_ok,
@@ -128,6 +145,7 @@ impl fmt::Display for Figures<'_> {
             c.rejected_per_ip,
             c.rejected_rule,
             c.rejected_rate,
+            c.rejected_proxy,
             c.deferred,
             s.process.rss_kb.map_or_else(unknown, |v| v.to_string()),
             s.process.open_fds.map_or_else(unknown, |v| v.to_string()),

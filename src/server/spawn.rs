@@ -20,7 +20,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::time::Instant;
 
-use crate::handoff::{self, CLIENT_FD, ConnectionEnv, FIRST_FREE_FD, LOG_FD, WorkerArgs};
+use crate::handoff::{self, CLIENT_FD, ConnectionEnv, FIRST_FREE_FD, LOG_FD, Relay, WorkerArgs};
 use crate::log::{Level, debug, info, warning};
 use crate::net::display_addr;
 use crate::sys::{self, Argv, Program, SpawnTemplate, pid_t};
@@ -54,12 +54,15 @@ impl Starter {
         &mut self,
         client: &TcpStream,
         peer: SocketAddr,
+        relay: Option<Relay>,
         connections: usize,
         rule_env: &[CString],
     ) -> io::Result<pid_t> {
         match self {
-            Starter::Exec(spawner) => spawner.spawn_worker(client, peer, connections, rule_env),
-            Starter::Fork(forker) => forker.fork_worker(client),
+            Starter::Exec(spawner) => {
+                spawner.spawn_worker(client, peer, relay, connections, rule_env)
+            }
+            Starter::Fork(forker) => forker.fork_worker(client, peer),
         }
     }
 }
@@ -128,30 +131,34 @@ impl Spawner {
     }
 
     /// Starts a worker for `client` (whose address is `peer`, which now
-    /// has `connections` open, this one included), returning its pid.
-    /// `rule_env` are the variables an access rule adds.
+    /// has `connections` open, this one included; relayed by a balancer
+    /// as `relay` says, if it was), returning its pid. `rule_env` are the
+    /// variables an access rule adds.
     fn spawn_worker(
         &mut self,
         client: &TcpStream,
         peer: SocketAddr,
+        relay: Option<Relay>,
         connections: usize,
         rule_env: &[CString],
     ) -> io::Result<pid_t> {
         let moved = moved_clear_of_handoff(client)?;
         let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
-        let env = self
-            .env
-            .describe(peer, connections, || client.local_addr().map(display_addr))?;
+        let vars = self.env.describe(peer, connections, relay, || {
+            client.local_addr().map(display_addr)
+        })?;
+        let env = vars.as_slice();
         let map = match self.hand_over {
             HandOver::Worker(Some(log)) => &[(client_fd, CLIENT_FD), (log, LOG_FD)][..],
             HandOver::Worker(None) => &[(client_fd, CLIENT_FD)][..],
             HandOver::Program => &[(client_fd, STDIN), (client_fd, STDOUT)][..],
         };
         if rule_env.is_empty() {
-            return self.template.spawn(&self.argv, map, &env);
+            return self.template.spawn(&self.argv, map, env);
         }
         let env: Vec<&CStr> = env
-            .into_iter()
+            .iter()
+            .copied()
             .chain(rule_env.iter().map(CString::as_c_str))
             .collect();
         self.template.spawn(&self.argv, map, &env)
@@ -178,6 +185,7 @@ impl Master {
         &mut self,
         client: &TcpStream,
         peer: SocketAddr,
+        relay: Option<Relay>,
         rule_env: &[CString],
         now: Instant,
     ) {
@@ -189,7 +197,7 @@ impl Master {
             return;
         };
         let connections = self.workers.count_from(peer.ip()) + 1;
-        match starter.start(client, peer, connections, rule_env) {
+        match starter.start(client, peer, relay, connections, rule_env) {
             Ok(pid) => {
                 let pidfd = self.watch_worker(pid, self.pidfd_base);
                 self.enter_worker(pid, peer, pidfd, now);

@@ -1,7 +1,7 @@
 //! Rate-limited warnings: a flood must not become a disk-filling log.
 //!
 //! Each kind of repeated warning (global rejections, per-IP rejections,
-//! accept errors, spawn failures, deferrals) gets at most one line per
+//! PROXY header refusals, accept errors, spawn failures, deferrals) gets at most one line per
 //! second. What is held back is counted, and the count is written in a line
 //! of its own when that second is over (a sustained flood thus writes one
 //! full line and one summary a second per kind): the event loop wakes for it
@@ -24,16 +24,18 @@ pub enum Kind {
     RejectedPerIp,
     RejectedRule,
     RejectedRate,
+    RejectedProxy,
     AcceptError,
     SpawnFailure,
     Deferral,
 }
 
-const KINDS: [Kind; 7] = [
+const KINDS: [Kind; 8] = [
     Kind::RejectedFull,
     Kind::RejectedPerIp,
     Kind::RejectedRule,
     Kind::RejectedRate,
+    Kind::RejectedProxy,
     Kind::AcceptError,
     Kind::SpawnFailure,
     Kind::Deferral,
@@ -51,6 +53,7 @@ impl Kind {
             Kind::RejectedPerIp => "rejected connections (per-IP limit)",
             Kind::RejectedRule => "rejected connections (access rules)",
             Kind::RejectedRate => "rejected connections (rate limit)",
+            Kind::RejectedProxy => "rejected connections (PROXY protocol)",
             Kind::AcceptError => "accept errors",
             Kind::SpawnFailure => "worker start failures",
             Kind::Deferral => "deferrals (worker limit)",

@@ -83,6 +83,17 @@ pub enum Interest {
     Read,
     /// There is room to write.
     Write,
+    /// New input arrived, or the peer closed its side, reported once per
+    /// change (edge-triggered, with `EPOLLRDHUP`): for a socket whose
+    /// bytes are only peeked at, which would otherwise stay readable and
+    /// wake the loop for ever.
+    Arrivals,
+}
+
+/// Whether an event's flags say the peer closed its side (or the
+/// connection failed): nothing more will arrive.
+pub fn peer_closed(events: u32) -> bool {
+    events & (libc::EPOLLRDHUP | libc::EPOLLHUP | libc::EPOLLERR) as u32 != 0
 }
 
 impl Epoll {
@@ -118,6 +129,7 @@ impl Epoll {
         let events = match interest {
             Interest::Read => libc::EPOLLIN,
             Interest::Write => libc::EPOLLOUT,
+            Interest::Arrivals => libc::EPOLLIN | libc::EPOLLRDHUP | libc::EPOLLET,
         };
         let mut event = libc::epoll_event {
             events: events as u32,

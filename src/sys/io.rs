@@ -45,3 +45,18 @@ pub fn write_all_unbuffered(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// One `recv(2)` on a socket without ever blocking (`MSG_DONTWAIT`, so the
+/// descriptor's own flags, which a worker inherits, stay as they are),
+/// retried only on EINTR; 0 means the peer closed with nothing left.
+/// With `peek` the bytes stay in the socket for the next reader
+/// (`MSG_PEEK`): how the master looks at a PROXY header without taking
+/// the data that follows it.
+pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | if peek { libc::MSG_PEEK } else { 0 };
+    // SAFETY: `buf` is a valid, writable slice for its whole length.
+    let n = retry_eintr(|| unsafe {
+        libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags)
+    })?;
+    Ok(n as usize)
+}

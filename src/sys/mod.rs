@@ -51,19 +51,21 @@ mod signals;
 mod spawn;
 
 pub use clock::monotonic_usec;
-pub use events::{Epoll, EpollEvent, Interest, wait_for_events};
+pub use events::{Epoll, EpollEvent, Interest, peer_closed, wait_for_events};
 pub use fd::{
     adopt_inherited_fd, check_executable, close_inherited_fds_on_exec, dup_at_least, dup_to,
     ensure_standard_fds, memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
 pub use fork::fork_worker;
-pub use io::{read_once, write_all_unbuffered, write_once};
+pub use io::{read_once, recv_nowait, write_all_unbuffered, write_once};
 pub use libc::pid_t;
 pub use limits::{
     CpuTime, Limit, Resource, Usage, cpu_time, get_limit, raise_soft_limit_to_hard, set_soft_limit,
 };
 pub use names::resolve_hosts_with_files_and_dns;
-pub use passing::{Received, recv_fd, send_byte, send_fd, seqpacket_pair};
+pub use passing::{
+    Received, recv_fd, recv_fd_into, send_byte, send_fd, send_fd_with, seqpacket_pair,
+};
 pub use process::{
     Forked, become_user, effective_uid, fork, pidfd_open, pidfd_send_signal, send_signal, unset_env,
 };

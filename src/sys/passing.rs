@@ -1,5 +1,5 @@
 //! Passing descriptors between processes (`--model prefork`): a pair of
-//! connected `SOCK_SEQPACKET` Unix sockets, a one-byte message carrying a
+//! connected `SOCK_SEQPACKET` Unix sockets, a short message carrying a
 //! descriptor (`SCM_RIGHTS`), and one-byte messages without one.
 //!
 //! Sequenced packets rather than a stream: each message arrives whole and
@@ -46,10 +46,16 @@ union OneFdControl {
 /// message. The receiver gets its own descriptor for the same open file;
 /// the caller's copy stays the caller's.
 pub fn send_fd(socket: BorrowedFd<'_>, tag: u8, fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut byte = [tag];
+    send_fd_with(socket, &[tag], fd)
+}
+
+/// Sends `bytes` (at least one) with a copy of `fd`, as [`send_fd`] sends
+/// its byte: one message, which arrives whole and alone.
+pub fn send_fd_with(socket: BorrowedFd<'_>, bytes: &[u8], fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        // sendmsg only reads through it, whatever the pointer's type says.
+        iov_base: bytes.as_ptr().cast_mut().cast(),
+        iov_len: bytes.len(),
     };
     // SAFETY: a zeroed union of plain integers is a valid value.
     let mut control: OneFdControl = unsafe { mem::zeroed() };
@@ -93,9 +99,22 @@ pub enum Received {
 /// ones are closed.
 pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<Received> {
     let mut byte = [0u8; 1];
+    Ok(match recv_fd_into(socket, &mut byte)? {
+        Some((_, fd)) => Received::Message(byte[0], fd),
+        None => Received::Closed,
+    })
+}
+
+/// Receives one message into `buf`, as [`recv_fd`] does: how many bytes
+/// it held (what would not fit in `buf` is lost, as for any datagram) and
+/// the descriptor sent with it; `None` when the other end was closed.
+pub fn recv_fd_into(
+    socket: BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> io::Result<Option<(usize, Option<OwnedFd>)>> {
     let mut iov = libc::iovec {
-        iov_base: byte.as_mut_ptr().cast(),
-        iov_len: 1,
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
     };
     let mut control = MaybeUninit::<OneFdControl>::zeroed();
     // SAFETY: as in `send_fd`: the pointers set below outlive the call.
@@ -104,15 +123,15 @@ pub fn recv_fd(socket: BorrowedFd<'_>) -> io::Result<Received> {
     message.msg_iovlen = 1;
     message.msg_control = control.as_mut_ptr().cast();
     message.msg_controllen = mem::size_of::<OneFdControl>() as _;
-    // SAFETY: `message` points at a writable byte and control buffer.
+    // SAFETY: `message` points at a writable buffer and control buffer.
     let n = retry_eintr(|| unsafe {
         libc::recvmsg(socket.as_raw_fd(), &mut message, libc::MSG_CMSG_CLOEXEC)
     })?;
     let fd = first_received_fd(&message);
     if n == 0 && fd.is_none() {
-        return Ok(Received::Closed);
+        return Ok(None);
     }
-    Ok(Received::Message(byte[0], fd))
+    Ok(Some((n as usize, fd)))
 }
 
 /// The first descriptor the kernel put in `message`'s control data, owned;

@@ -35,6 +35,7 @@ mod session;
 mod sigterm;
 pub mod sys;
 
+use core::net::SocketAddr;
 use core::time::Duration;
 
 use mpecho_handoff::{CLIENT_FD, Level, WorkerExit};
@@ -46,7 +47,10 @@ use crate::session::Session;
 use crate::sys::Direction;
 
 /// Serves the client on descriptor 3, logging to descriptor `log_fd` at
-/// `log_level` and below, with `idle_timeout` (`None`: none): starts the
+/// `log_level` and below, with `idle_timeout` (`None`: none), naming the
+/// client `peer` in its lines when the caller knows better than the socket
+/// (behind a load balancer the socket's peer is the balancer; `None`: the
+/// socket's peer, `getpeername`): starts the
 /// log (its lines name this process's pid, asked of the kernel now),
 /// checks the client, installs the SIGTERM handler, sets the socket's
 /// timeouts, then `connect`, the echo and `disconnect`. Returns how the
@@ -62,10 +66,12 @@ pub fn serve(
     log_fd: i32,
     log_level: Level,
     idle_timeout: Option<Duration>,
+    peer: Option<SocketAddr>,
 ) -> Result<WorkerExit, NotAConnection> {
     log::init(log_fd, log_level);
+    // Descriptor 3 is checked either way: a peer given is no connection.
     let peer = match client::take()? {
-        Client::Connected(peer) => peer,
+        Client::Connected(connected) => peer.unwrap_or(connected),
         Client::AlreadyGone(e) => {
             // The client connected and reset before we could look at it:
             // a normal (if short) session, not a misuse of the worker.

@@ -24,6 +24,7 @@
 mod start;
 
 use core::fmt::{self, Write as _};
+use core::net::{IpAddr, SocketAddr};
 
 use mpecho_handoff::{
     CLIENT_FD, DO_NOTHING_OPTION, NotOneConnection, TextBuf, VERSION_OPTION, VersionLine,
@@ -82,13 +83,31 @@ fn run(process: &Process) -> WorkerExit {
         },
         None => STDERR,
     };
-    match mpecho_worker::serve(sink, options.log_level, options.idle_timeout.duration()) {
+    let peer = remote_from_env(process);
+    match mpecho_worker::serve(
+        sink,
+        options.log_level,
+        options.idle_timeout.duration(),
+        peer,
+    ) {
         Ok(exit) => exit,
         Err(e) => usage_error(
             format_args!("descriptor {CLIENT_FD} is not a connected TCP socket ({e})"),
             started_by,
         ),
     }
+}
+
+/// The client as the master described it (`TCPREMOTEIP`, `TCPREMOTEPORT`),
+/// if both are set and read as an address and a port. Behind a load
+/// balancer only the master knows the client (from the PROXY header), and
+/// the socket's peer is the balancer; without the variables (systemd's
+/// `Accept=yes`, a person), the socket's peer is used.
+fn remote_from_env(process: &Process) -> Option<SocketAddr> {
+    let text = |name: &[u8]| core::str::from_utf8(process.var(name)?).ok();
+    let ip: IpAddr = text(b"TCPREMOTEIP")?.parse().ok()?;
+    let port: u16 = text(b"TCPREMOTEPORT")?.parse().ok()?;
+    Some(SocketAddr::new(ip, port))
 }
 
 /// `mpecho-worker --do-nothing`: the client sees an orderly close with

@@ -45,7 +45,8 @@ pub fn render(out: &mut Vec<u8>, s: &Snapshot<'_>, scrapes: &Stats) {
         Counter,
         "Connections accepted and closed at once, by reason: worker_limit (figure \
          rejected_full), per_ip (rejected_per_ip), rule (an access rule denies the \
-         address: rejected_rule), rate (over --max-rate-per-ip: rejected_rate), spawn_failure (no worker could be \
+         address: rejected_rule), rate (over --max-rate-per-ip: rejected_rate), proxy (no usable PROXY header: \
+         rejected_proxy), spawn_failure (no worker could be \
          started: spawn_failures).",
         "reason",
         &[
@@ -53,6 +54,7 @@ pub fn render(out: &mut Vec<u8>, s: &Snapshot<'_>, scrapes: &Stats) {
             ("per_ip", c.rejected_per_ip),
             ("rule", c.rejected_rule),
             ("rate", c.rejected_rate),
+            ("proxy", c.rejected_proxy),
             ("spawn_failure", c.spawn_failures),
         ],
     );

@@ -5,8 +5,10 @@
 //! its own pid as an exec'd worker's), and reports each one's end.
 //!
 //! The protocol, from this side (the master's is `mod.rs`):
-//! - it waits on the control socket for one message: a byte and a client
-//!   descriptor, which it puts on descriptor 3 and serves;
+//! - it waits on the control socket for one message: a byte, the client's
+//!   address (behind a load balancer only the master knows it: the
+//!   socket's peer is the balancer) and a client descriptor, which it puts
+//!   on descriptor 3 and serves;
 //! - then it sends one byte, the session's `WorkerExit` code, which tells
 //!   the master the connection has ended and this process is idle again;
 //! - it exits instead of reporting once it has served `--max-requests`
@@ -22,16 +24,54 @@
 //! ends it with `_exit`).
 
 use std::io;
+use std::net::{IpAddr, SocketAddr};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use crate::handoff::{CLIENT_FD, FIRST_FREE_FD, LOG_FD, WORKER_PROGRAM, WorkerExit};
-use crate::sys::{self, Received, SignalSet, pid_t};
+use crate::sys::{self, SignalSet, pid_t};
 
 use super::super::fork::Forker;
 
 /// The byte the master sends with each client; anything else with a
 /// descriptor is served the same (the descriptor is what counts).
 pub const CLIENT_TAG: u8 = b'C';
+
+/// The longest client message: the tag, the family (4 or 6), the port
+/// (big-endian), the address's bytes.
+pub const CLIENT_MESSAGE_LEN: usize = 1 + 1 + 2 + 16;
+
+/// The message that comes with a client descriptor, naming the client at
+/// `peer`; its length is the second value.
+pub fn client_message(peer: SocketAddr) -> ([u8; CLIENT_MESSAGE_LEN], usize) {
+    let mut message = [0u8; CLIENT_MESSAGE_LEN];
+    message[0] = CLIENT_TAG;
+    message[2..4].copy_from_slice(&peer.port().to_be_bytes());
+    let len = match peer.ip() {
+        IpAddr::V4(ip) => {
+            message[1] = 4;
+            message[4..8].copy_from_slice(&ip.octets());
+            8
+        }
+        IpAddr::V6(ip) => {
+            message[1] = 6;
+            message[4..20].copy_from_slice(&ip.octets());
+            20
+        }
+    };
+    (message, len)
+}
+
+/// The client a message names; `None` for a message without one (the
+/// socket's own peer is then used).
+fn client_peer(message: &[u8]) -> Option<SocketAddr> {
+    let port = u16::from_be_bytes([*message.get(2)?, *message.get(3)?]);
+    let ip = match message.get(1)? {
+        4 => IpAddr::from(<[u8; 4]>::try_from(message.get(4..8)?).ok()?),
+        6 => IpAddr::from(<[u8; 16]>::try_from(message.get(4..20)?).ok()?),
+        _ => return None,
+    };
+    Some(SocketAddr::new(ip, port))
+}
 
 /// Forks a pool process that serves the clients passed on `control` (its
 /// end of the pair), for at most `max_requests` of them (0: no limit).
@@ -83,12 +123,12 @@ fn serve_connections(settings: &Settings) -> WorkerExit {
     }
     let mut served = 0u64;
     loop {
-        let client = match next_client(control.as_fd()) {
+        let (client, peer) = match next_client(control.as_fd()) {
             Ok(Some(client)) => client,
             Ok(None) => return WorkerExit::Done,
             Err(_) => return WorkerExit::IoError,
         };
-        let exit = serve_one(client, settings);
+        let exit = serve_one(client, peer, settings);
         served += 1;
         if mpecho_worker::stop_requested()
             || (settings.max_requests != 0 && served >= settings.max_requests)
@@ -106,9 +146,10 @@ fn control_off_client_fd() -> io::Result<OwnedFd> {
     sys::dup_at_least(at_client_fd.as_fd(), FIRST_FREE_FD)
 }
 
-/// Waits for the next client, with SIGTERM unblocked only while asleep.
-/// `None`: the master closed its end, or asked this process to finish.
-fn next_client(control: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
+/// Waits for the next client (and its address, if the message gave it),
+/// with SIGTERM unblocked only while asleep. `None`: the master closed its
+/// end, or asked this process to finish.
+fn next_client(control: BorrowedFd<'_>) -> io::Result<Option<(OwnedFd, Option<SocketAddr>)>> {
     loop {
         if mpecho_worker::stop_requested() {
             return Ok(None);
@@ -121,17 +162,18 @@ fn next_client(control: BorrowedFd<'_>) -> io::Result<Option<OwnedFd>> {
         if sys::wait_for_events(&mut fds, None, &SignalSet::empty())? == 0 {
             continue;
         }
-        match sys::recv_fd(control)? {
-            Received::Message(_, Some(client)) => return Ok(Some(client)),
+        let mut message = [0u8; CLIENT_MESSAGE_LEN];
+        match sys::recv_fd_into(control, &mut message)? {
+            Some((len, Some(client))) => return Ok(Some((client, client_peer(&message[..len])))),
             // Not of our protocol: nothing to serve, wait for the next.
-            Received::Message(_, None) => {}
-            Received::Closed => return Ok(None),
+            Some((_, None)) => {}
+            None => return Ok(None),
         }
     }
 }
 
 /// Serves `client` on descriptor 3 with SIGTERM deliverable, and closes it.
-fn serve_one(client: OwnedFd, settings: &Settings) -> WorkerExit {
+fn serve_one(client: OwnedFd, peer: Option<SocketAddr>, settings: &Settings) -> WorkerExit {
     if settings.do_nothing {
         // The close is the whole service: orderly, status 0.
         return WorkerExit::Done;
@@ -148,7 +190,7 @@ fn serve_one(client: OwnedFd, settings: &Settings) -> WorkerExit {
     if sys::set_signal_mask(&SignalSet::empty()).is_err() {
         return WorkerExit::IoError;
     }
-    let exit = mpecho_worker::serve(LOG_FD, settings.log_level, settings.idle_timeout)
+    let exit = mpecho_worker::serve(LOG_FD, settings.log_level, settings.idle_timeout, peer)
         .unwrap_or(WorkerExit::Usage);
     // Blocked again before the client is closed and the end reported: a
     // SIGTERM from here on waits for `next_client`'s check or sleep.
@@ -156,4 +198,20 @@ fn serve_one(client: OwnedFd, settings: &Settings) -> WorkerExit {
         return WorkerExit::IoError;
     }
     exit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_client_message_carries_the_address_of_either_family() {
+        for peer in ["203.0.113.9:5555", "[2001:db8::7]:65535"] {
+            let peer: SocketAddr = peer.parse().unwrap();
+            let (message, len) = client_message(peer);
+            assert_eq!(message[0], CLIENT_TAG);
+            assert_eq!(client_peer(&message[..len]), Some(peer));
+        }
+        assert_eq!(client_peer(&[CLIENT_TAG]), None, "a bare tag names no one");
+    }
 }

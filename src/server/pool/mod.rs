@@ -181,7 +181,7 @@ impl Master {
                 Ok(pid) => pid,
                 Err(e) => return self.start_failed(peer, &e, now),
             };
-            match self.pass_client(pid, client) {
+            match self.pass_client(pid, client, peer) {
                 Ok(()) => return self.enter_connection(pid, peer, now),
                 Err(e) => {
                     debug!("pool process {pid} could not take a client ({e}); retiring it");
@@ -193,15 +193,16 @@ impl Master {
         self.start_failed(peer, &last_error, now);
     }
 
-    /// Sends `client` to pool process `pid`.
-    fn pass_client(&mut self, pid: pid_t, client: &TcpStream) -> io::Result<()> {
+    /// Sends `client`, the client at `peer`, to pool process `pid`.
+    fn pass_client(&mut self, pid: pid_t, client: &TcpStream, peer: SocketAddr) -> io::Result<()> {
         let control = self
             .pool
             .as_ref()
             .and_then(|pool| pool.members.get(&pid))
             .and_then(|member| member.control.as_ref())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EPIPE))?;
-        sys::send_fd(control.as_fd(), member::CLIENT_TAG, client.as_fd())
+        let (message, len) = member::client_message(peer);
+        sys::send_fd_with(control.as_fd(), &message[..len], client.as_fd())
     }
 
     /// Pool process `pid` serves the client at `peer` from now on.
