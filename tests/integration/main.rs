@@ -22,6 +22,7 @@ mod overload;
 mod pidfds;
 mod prefork;
 mod privileges;
+mod proxy_protocol;
 mod rate_limits;
 mod reaping;
 mod reload;
