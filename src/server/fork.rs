@@ -9,9 +9,9 @@
 //! the inherited stderr), nothing else of the master's open (listener,
 //! epoll set, pidfds, spare descriptor, metrics socket), default signal
 //! dispositions, an empty mask, its own process group, the name
-//! `mpecho-worker`. It inherits the master's environment (not the UCSPI
-//! variables an exec'd worker gets, which the echo never reads); the
-//! client's address, which an exec'd worker reads from `TCPREMOTEIP`, is
+//! `mpecho-worker`. It inherits the master's environment, not the UCSPI
+//! variables an exec'd worker gets: the echo needs only the client's
+//! address (which an exec'd worker reads from `TCPREMOTEIP`), and that is
 //! handed to it as an argument.
 //!
 //! Everything else (admission, the table, pidfds, reaping, shutdown,

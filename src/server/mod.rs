@@ -3,14 +3,16 @@
 //! Lifecycle (see LIFECYCLE.md beside this file):
 //! boot (`main` → the socket systemd passed or `listener::bind`,
 //! `metrics::bind`, log sink, `Master::boot`: signals, the spawner or forker, `listening
-//! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → `admission` →
+//! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → (with
+//! `--proxy-protocol`, `await_header`/`on_pending` first) → `admission` →
 //! `start_worker` or `turn_away`; pidfd ready → `reap`; a pool process's report → `on_pool_report`; a scrape →
 //! `serve_metrics`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
 //!
-//! The master never reads or writes client data and never does real work in
-//! a signal handler. This file only boots; the loop and its steps live in
+//! The master never reads or writes client data (a PROXY header is the
+//! balancer's, read before the client's first byte and never past it:
+//! `pending.rs`) and never does real work in a signal handler. This file only boots; the loop and its steps live in
 //! the modules below, named for what they own.
 
 mod accept;
