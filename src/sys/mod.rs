@@ -53,7 +53,7 @@ pub use fd::{
     adopt_inherited_fd, close_inherited_fds_on_exec, dup_at_least, ensure_standard_fds,
     memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
-pub use fork::fork_worker;
+pub use fork::{fork_worker, fork_worker_sparing_table};
 pub use io::{read_once, write_all_unbuffered, write_once};
 pub use libc::pid_t;
 pub use limits::{
