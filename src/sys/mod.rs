@@ -9,8 +9,9 @@
 //! - `io.rs`: unbuffered reads and writes, one system call per attempt;
 //! - `spawn.rs`: starting a program opened once with a vfork-style clone
 //!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
-//! - `fork.rs`: starting a worker without exec (`--model fork`): the
-//!   forked child's set-up, the worker's session, `_exit`;
+//! - `fork.rs`: starting a worker without exec (`--model fork`): a plain
+//!   fork, or one sharing the descriptor table until the child has copied
+//!   the little it needs; the child's set-up, the worker's session, `_exit`;
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
 //!   own user and environment;
 //! - `reap.rs`: reaping children and decoding how they ended (`ExitKind`);
