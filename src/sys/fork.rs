@@ -186,7 +186,8 @@ fn clone_sharing_files() -> io::Result<Cloned> {
     // copy is consistent and ordinary code may run in it (see the header
     // for glibc's thread id). `args` is valid for its size and asks the
     // kernel to write nothing back. The shared table is changed by
-    // neither side until the child has unshared it (`fork_worker`).
+    // neither side until the child has unshared it
+    // (`fork_worker_sparing_table`).
     let ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
