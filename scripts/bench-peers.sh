@@ -24,6 +24,12 @@
 # issue 11's targets (the iterative model runs the churns only: it serves
 # one client at a time by design).
 #
+# With --super, the table is mpecho as a super-server instead: `serve
+# --exec cat` against ucspi-tcp's `tcpserver … cat` (the same program behind
+# both), and the built-in echo with 100,000 access rules loaded against
+# the same without rules (what the rules cost a connection), churns and
+# steady -c 10 only.
+#
 # Exit status: 0 everything ran (and mpecho counted no error), 1 something
 # failed to run (a server did not start or died, a bench produced no report or
 # timed out, a sample could not be taken) or mpecho counted errors, 2 bad usage.
@@ -32,11 +38,12 @@ set -euo pipefail
 
 usage() {
 	cat <<'EOF'
-Usage: scripts/bench-peers.sh [--models] [--quick] [--runs N] [--duration SECS]
+Usage: scripts/bench-peers.sh [--models | --super] [--quick] [--runs N] [--duration SECS]
                               [--steady-connections N] [--hold N] [--hold-secs SECS]
                               [--probe-secs SECS] [--keep DIR]
 
   --models                 mpecho's execution models against the C fork and epoll servers
+  --super                  mpecho --exec cat against tcpserver cat, and 100,000 rules against none
   --quick                  a fast check: 1 run, 1 s scenarios, steady -c 100, hold -c 200
                            (steady -c 10 and churn -c 1 always run; so does the ceiling)
   --runs N                 runs of each scenario per server, medians reported (default 3)
@@ -63,6 +70,7 @@ PROBE_SECS=5
 ACCEPT_SECS=2
 KEEP_DIR=""
 MODELS=0
+SUPER=0
 
 for arg in "$@"; do
 	if [[ $arg == --quick ]]; then
@@ -82,6 +90,7 @@ while (($#)); do
 	case $1 in
 	--quick) shift ;;
 	--models) MODELS=1; shift ;;
+	--super) SUPER=1; shift ;;
 	--runs) is_uint "${2:-}" || bad_usage "--runs needs a positive integer"; RUNS=$((10#$2)); shift 2 ;;
 	--duration) is_secs "${2:-}" || bad_usage "--duration needs seconds"; DURATION=$2; shift 2 ;;
 	--steady-connections) is_uint "${2:-}" || bad_usage "--steady-connections needs a positive integer"; STEADY_C=$((10#$2)); shift 2 ;;
@@ -102,7 +111,9 @@ SERVERS=(mpecho inetd fork epoll tcpserver socat)
 ALL_SERVERS=("${SERVERS[@]}" ceiling)
 declare -A PID=() ADDR=() LABEL=([mpecho]="mpecho" [tcpserver]="tcpserver+cat" [inetd]="inetd echo" [socat]="socat+cat"
 	[fork]="C fork server" [epoll]="C epoll server" [ceiling]="mpecho do-nothing"
-	[exec]="mpecho exec" [mfork]="mpecho fork" [prefork]="mpecho prefork" [iterative]="mpecho iterative")
+	[exec]="mpecho exec" [mfork]="mpecho fork" [prefork]="mpecho prefork" [iterative]="mpecho iterative"
+	[mexec]="mpecho --exec cat" [mrules]="mpecho 100k rules")
+((MODELS && SUPER)) && bad_usage "--models and --super are two different tables: choose one"
 if ((MODELS)); then
 	SERVERS=(exec mfork prefork iterative fork epoll)
 	ALL_SERVERS=("${SERVERS[@]}")
@@ -110,6 +121,11 @@ fi
 # mpecho's masters, whose counted errors fail the run.
 MPECHOS=(mpecho ceiling)
 ((MODELS)) && MPECHOS=(exec mfork prefork iterative)
+if ((SUPER)); then
+	SERVERS=(mpecho mrules mexec tcpserver)
+	ALL_SERVERS=("${SERVERS[@]}")
+	MPECHOS=(mpecho mrules mexec)
+fi
 BG=()
 FAILURES=0
 TMP=""
@@ -271,6 +287,8 @@ have() { command -v "$1" >/dev/null 2>&1; }
 missing=()
 if ((!MODELS)); then
 	have tcpserver || missing+=(ucspi-tcp)
+fi
+if ((!MODELS && !SUPER)); then
 	have socat || missing+=(socat)
 	have inetd || [[ -x /usr/sbin/inetd ]] || missing+=(openbsd-inetd)
 fi
@@ -375,6 +393,16 @@ start_server() {
 	mfork) start_mpecho mfork --model fork || return 1 ;;
 	prefork) start_mpecho prefork --model prefork || return 1 ;;
 	iterative) start_mpecho iterative --model iterative || return 1 ;;
+	mexec) start_mpecho mexec --exec cat || return 1 ;;
+	mrules)
+		# 100,000 rules that never match loopback (80,000 IPv4 /24s, 20,000
+		# IPv6 /48s), so every connection is looked up and allowed.
+		awk 'BEGIN {
+			for (i = 0; i < 80000; i++) printf "deny %d.%d.%d.0/24\n", 11 + int(i / 65536), int(i / 256) % 256, i % 256
+			for (i = 0; i < 20000; i++) printf "deny 2001:db8:%x::/48\n", i
+		}' >"$TMP/100k.rules"
+		start_mpecho mrules --rules "$TMP/100k.rules" || return 1
+		;;
 	ceiling)
 		start_mpecho ceiling --do-nothing-workers || return 1
 		# Ready means it closes: one connection, closed with nothing sent.
@@ -639,7 +667,7 @@ for s in "${ALL_SERVERS[@]}"; do
 	fi
 done
 
-if ((!MODELS)); then
+if ((!MODELS && !SUPER)); then
 	log "spawn-probe (${PROBE_SECS} s per round)"
 	if run_bench "$RAW/spawn-probe.json" "$(awk -v d="$PROBE_SECS" 'BEGIN { printf "%d", 2 * d + 30 }')" spawn-probe --duration "$PROBE_SECS"; then
 		rec probe one "$(jqn '.in_flight_1.spawns_per_sec' "$RAW/spawn-probe.json")"
@@ -650,7 +678,7 @@ if ((!MODELS)); then
 fi
 
 CHURNED=("${SERVERS[@]}")
-((MODELS)) || CHURNED+=(ceiling)
+((MODELS || SUPER)) || CHURNED+=(ceiling)
 for ((rep = 1; rep <= RUNS; rep++)); do
 	for s in "${CHURNED[@]}"; do run_simple churn churn "$s" "$rep" "$CHURN_C"; done
 done
@@ -659,19 +687,21 @@ for ((rep = 1; rep <= RUNS; rep++)); do
 done
 # The ceiling's master is not needed past the churns: stopped, so that it
 # holds no memory or CPU while the others are measured.
-((MODELS)) || stop_server ceiling
+((MODELS || SUPER)) || stop_server ceiling
 for ((rep = 1; rep <= RUNS; rep++)); do
 	for s in "${SERVERS[@]}"; do run_simple steady steady10 "$s" "$rep" 10; done
 done
-if ((!MODELS)); then
+if ((!MODELS && !SUPER)); then
 	for ((rep = 1; rep <= RUNS; rep++)); do
 		for s in "${SERVERS[@]}"; do run_simple steady steady "$s" "$rep" "$STEADY_C"; done
 	done
 fi
-for ((rep = 1; rep <= RUNS; rep++)); do
-	for s in "${SERVERS[@]}"; do run_hold "$s" "$rep"; done
-done
-((MODELS)) || sigterm_test
+if ((!SUPER)); then
+	for ((rep = 1; rep <= RUNS; rep++)); do
+		for s in "${SERVERS[@]}"; do run_hold "$s" "$rep"; done
+	done
+fi
+((MODELS || SUPER)) || sigterm_test
 
 # -------------------------------------------------------------------- table
 
@@ -781,7 +811,46 @@ models_table() {
 	printf 'versions: mpecho %s, cc %s\n' "$MPECHO_VERSION" "$(cc -dumpfullversion 2>/dev/null || cc -dumpversion 2>/dev/null || echo '?')"
 }
 
-if ((MODELS)); then
+# The super-server table: --exec cat against tcpserver's cat, and the
+# rules' cost.
+super_table() {
+	local scols="%-44s %-15s %10s %10s %10s %10s | %12s %12s\n" label unit metric d v s
+	echo
+	printf 'mpecho as a super-server, medians of %d runs (%s)\n' "$RUNS" "$(date -u +%Y-%m-%dT%H:%MZ)"
+	echo
+	# shellcheck disable=SC2059
+	printf "$scols" "scenario" "unit" "echo" "100k rules" "--exec cat" "tcpserver" "rules/echo" "exec/tcpsrv"
+	while IFS='|' read -r label unit metric d; do
+		v=()
+		for s in "${SERVERS[@]}"; do v+=("$(fmt "$(median "$s" "$metric")" "$d")"); done
+		# shellcheck disable=SC2059
+		printf "$scols" "$label" "$unit" "${v[@]}" \
+			"$(ratio "$(median mrules "$metric")" "$(median mpecho "$metric")")" \
+			"$(ratio "$(median mexec "$metric")" "$(median tcpserver "$metric")")"
+	done <<EOF_ROWS
+churn -c $CHURN_C --size $SIZE|conn/s|churn|0
+churn -c 1 --size $SIZE|conn/s|churn1|0
+  churn -c 1 p50 (a new connection's round trip)|ms (lower wins)|churn1.p50_ms|3
+steady -c 10 --size $SIZE|round trips/s|steady10|0
+EOF_ROWS
+	for s in "${SERVERS[@]}"; do rec "$s" errors_total "$(total "$s" errors)"; done
+	echo "(errors counted, all runs: $(for s in "${SERVERS[@]}"; do printf '%s %s; ' "${LABEL[$s]}" "$(median "$s" errors_total)"; done))"
+	echo "(100k rules: 80,000 IPv4 /24s and 20,000 IPv6 /48s that never match loopback, so every connection is looked up;"
+	echo " tcpserver -R -H -l0 -c 20000 -b 1024 … cat; mpecho --exec cat: the same cat)"
+	echo
+	echo "per run:"
+	for s in "${SERVERS[@]}"; do
+		printf '  %-19s churn %s | churn -c 1 %s | steady -c 10 %s\n' "${LABEL[$s]}" \
+			"$(runs_of "$s" churn 0)" "$(runs_of "$s" churn1 0)" "$(runs_of "$s" steady10 0)"
+	done
+	echo
+	machine_lines
+	printf 'versions: mpecho %s, ucspi-tcp %s\n' "$MPECHO_VERSION" "$(dpkg-query -W -f '${Version}' ucspi-tcp 2>/dev/null || echo '?')"
+}
+
+if ((SUPER)); then
+	super_table
+elif ((MODELS)); then
 	models_table
 else
 {

@@ -37,7 +37,9 @@ use super::workers::Worker;
 /// (listener, log, the client being handed over): `spawn` copies only the
 /// descriptors below the highest one the child needs, so a master holding
 /// ten thousand pidfds spawns as cheaply as an idle one (measured: 0.80 ms
-/// per connection with 10,000 held, 0.84 ms with none).
+/// per connection with 10,000 held, 0.84 ms with none). `--model fork`
+/// relies on it too: once many are held its child copies only what lies
+/// below them (`fork.rs`, `SPARE_TABLE_FROM`).
 const PIDFD_BASE: i32 = 1024;
 
 /// How workers are started: exec'd (`--model exec`, a [`Spawner`]) or

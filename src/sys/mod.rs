@@ -9,8 +9,9 @@
 //! - `io.rs`: unbuffered reads and writes, one system call per attempt;
 //! - `spawn.rs`: starting a program opened once with a vfork-style clone
 //!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
-//! - `fork.rs`: starting a worker without exec (`--model fork`): the
-//!   forked child's set-up, the worker's session, `_exit`;
+//! - `fork.rs`: starting a worker without exec (`--model fork`): a plain
+//!   fork, or one sharing the descriptor table until the child has copied
+//!   the little it needs; the child's set-up, the worker's session, `_exit`;
 //! - `passing.rs`: descriptors passed between processes over a
 //!   sequenced-packet socket pair (`--model prefork`'s hand-over);
 //! - `process.rs`: fork, pidfds, signals to one process, and this process's
@@ -56,7 +57,7 @@ pub use fd::{
     adopt_inherited_fd, check_executable, close_inherited_fds_on_exec, dup_at_least, dup_to,
     ensure_standard_fds, memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
-pub use fork::fork_worker;
+pub use fork::{fork_worker, fork_worker_sparing_table};
 pub use io::{read_once, recv_nowait, write_all_unbuffered, write_once};
 pub use libc::pid_t;
 pub use limits::{

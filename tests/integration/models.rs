@@ -235,6 +235,39 @@ fn fork_serves_each_client_in_a_forked_copy_of_mpecho() {
     assert!(server.figures().line().ends_with(" model=fork"));
 }
 
+/// Workers a test holds to make the fork model's master keep enough
+/// pidfds (above `SPARE_TABLE_FROM`, 128, in `src/server/fork.rs`) for a
+/// fork to spare its descriptor table.
+const MANY_HELD: usize = 140;
+
+/// `fork` with many workers held: a new worker shares the master's table
+/// only until it has copied what lies below the pidfds, so its own table is
+/// a small one (`FDSize` 64), not a copy sized past the master's pidfds
+/// (512 or more), and it still holds exactly 0-4 and echoes. With 10,000
+/// held, copying those pidfds and closing them one by one was most of what
+/// a new connection cost.
+#[test]
+fn fork_with_many_held_copies_none_of_the_masters_pidfds() {
+    let server = Server::start(&["--model", "fork"]);
+    let held: Vec<TcpStream> = (0..MANY_HELD).map(|_| server.connect_served()).collect();
+    let (mut client, worker) = server.connect_served_worker();
+    assert_eq!(open_fds(worker), vec![0, 1, 2, 3, 4], "worker {worker}");
+    let status =
+        std::fs::read_to_string(format!("/proc/{worker}/status")).expect("read the status");
+    let fd_size: usize = status
+        .lines()
+        .find_map(|l| l.strip_prefix("FDSize:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no FDSize in {status}"));
+    assert!(
+        fd_size < 256,
+        "worker {worker} has a table of {fd_size} slots: it copied the master's pidfds"
+    );
+    assert_eq!(echo(&mut client, b"many\n"), b"many\n");
+    assert_eq!(server.worker_pids().len(), MANY_HELD + 1);
+    drop(held);
+}
+
 /// `fork` keeps the worker's idle timeout: a silent client is closed by
 /// its worker, which logs why and exits with the idle status.
 #[test]

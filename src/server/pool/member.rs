@@ -92,7 +92,11 @@ pub fn fork_member(
     // once, to leave 3 for the clients.
     let stderr = std::io::stderr();
     let log = forker.log_fd.unwrap_or(stderr.as_fd());
-    sys::fork_worker(
+    // Sparing the table once the pool is large, as the fork model does:
+    // the master's ends of the sockets and the pidfds all sit above the
+    // mark, so a new process copies none of them.
+    sys::fork_worker_sparing_table(
+        forker.large_table_mark,
         &[(log, LOG_FD), (control, CLIENT_FD)],
         &forker.reset_signals,
         WORKER_PROGRAM,

@@ -244,9 +244,11 @@ impl Master {
         if pool.members.len() >= max_workers {
             return Err(io::Error::from_raw_os_error(libc::EAGAIN));
         }
-        let (ours, theirs) = sys::seqpacket_pair()?;
-        // High, with the pidfds: a fork's child copies only the low ones.
-        let ours = sys::dup_at_least(ours.as_fd(), pidfd_base)?;
+        let (low, theirs) = sys::seqpacket_pair()?;
+        // Ours high, with the pidfds, before the fork; theirs stays low: a
+        // child that spares the table copies only what lies below it.
+        let ours = sys::dup_at_least(low.as_fd(), pidfd_base)?;
+        drop(low);
         sys::set_nonblocking(ours.as_fd())?;
         let pid = member::fork_member(&pool.forker, theirs.as_fd(), pool.sizes.max_requests)?;
         drop(theirs);
@@ -456,6 +458,10 @@ impl Master {
             return;
         };
         pool.without_pidfd -= usize::from(member.pidfd.is_none());
+        // Out of epoll before closing, as `child_exited` does for workers.
+        if let Some(pidfd) = &member.pidfd {
+            let _ = self.epoll.delete(pidfd.as_fd());
+        }
         match &member.control {
             Some(control) => {
                 let _ = self.epoll.delete(control.as_fd());
