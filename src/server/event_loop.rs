@@ -34,6 +34,7 @@ use super::accept::{Acceptor, BACKOFF};
 use super::config::Config;
 use super::error::ServeError;
 use super::fork::Forker;
+use super::idle::IdleWatch;
 use super::iterative::{SESSION, Session};
 use super::listener::{Listener, State};
 use super::metrics::{self, Endpoint};
@@ -94,6 +95,9 @@ pub struct Master {
     pub(super) rules: Rules,
     /// Every address's connection rate (`--max-rate-per-ip`).
     pub(super) rates: Rates,
+    /// The idle timeout of `--exec` programs (`None`: no program, or no
+    /// timeout).
+    pub(super) idle_watch: Option<IdleWatch>,
     pub(super) counters: Counters,
     monitor: Schedule,
     pub(super) throttle: Throttle,
@@ -170,6 +174,12 @@ impl Master {
             workers: Workers::with_capacity(INITIAL_WORKERS),
             rules,
             rates: Rates::new(),
+            idle_watch: config
+                .worker
+                .program
+                .as_ref()
+                .and(config.worker.idle_timeout.duration())
+                .map(IdleWatch::new),
             config,
             signals,
             epoll,
@@ -321,6 +331,7 @@ impl Master {
             self.session_deadline(),
             self.pool.as_ref().and_then(Pool::next_deadline),
             self.pending.as_ref().and_then(Pending::next_deadline),
+            self.idle_watch.as_ref().and_then(IdleWatch::next_deadline),
         ]
         .into_iter()
         .flatten()
@@ -376,6 +387,7 @@ impl Master {
         self.throttle.flush(now);
         self.expire_session(now);
         self.expire_pending(now);
+        self.close_idle_programs(now);
         self.notifier.on_tick(now);
         if self.monitor.is_due(now) {
             // Formatted once (it reads /proc): for the log and the status.

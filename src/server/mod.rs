@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod event_loop;
 mod fork;
+mod idle;
 mod iterative;
 mod lifetimes;
 pub mod listener;

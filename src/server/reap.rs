@@ -39,16 +39,13 @@ impl Master {
     /// Whether some child can only be reaped by the SIGCHLD scan.
     pub(super) fn reaps_by_scan(&self) -> bool {
         match &self.pool {
-            Some(pool) => pool.without_pidfd() > 0,
+            Some(pool) => pool.reaps_by_scan(),
             None => self.workers.without_pidfd() > 0,
         }
     }
 
     /// Reaps the child whose pidfd (token: its pid) became readable.
     pub(super) fn reap(&mut self, pid: pid_t) {
-        if self.pool.is_some() {
-            return self.reap_member(pid);
-        }
         // Already reaped by a SIGCHLD scan in this same wake-up.
         let Some(pidfd) = self.workers.pidfd(pid) else {
             return;
@@ -78,10 +75,15 @@ impl Master {
             Some(_) => ExitCodes::Program,
             None => ExitCodes::Worker,
         };
+        let idled = self.idle_watch.as_mut().is_some_and(|w| w.forget(pid));
         record_end(
             pid,
             how,
-            Ending::Exited,
+            if idled {
+                Ending::IdleTimeout
+            } else {
+                Ending::Exited
+            },
             codes,
             &mut self.workers,
             &mut self.counters,
@@ -114,12 +116,16 @@ pub enum Ending {
     Exited,
     /// Its pool process reported the session's end and serves on.
     Finished,
+    /// Its `--exec` program was reaped after the master closed the
+    /// connection for idleness (`idle.rs`): an idle timeout, however the
+    /// program then ended.
+    IdleTimeout,
 }
 
 impl fmt::Display for Ending {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
-            Ending::Exited => "exited",
+            Ending::Exited | Ending::IdleTimeout => "exited",
             Ending::Finished => "finished",
         })
     }
@@ -149,6 +155,16 @@ pub fn record_end(
     counters.lifetimes.observe(lived);
     let lived = lived.as_secs_f64();
     let active = workers.len();
+    if ending == Ending::IdleTimeout {
+        counters.exited_idle += 1;
+        let how = match how {
+            ExitKind::Code(code) => format!("exited status={code}"),
+            ExitKind::Signal(sig) => format!("killed by {}", sys::signal_name(sig)),
+        };
+        return info!(
+            "worker {pid} {how} (idle timeout) peer={peer} lived={lived:.3}s active={active}"
+        );
+    }
     match how {
         ExitKind::Code(code) => match codes.meaning(code) {
             Some(WorkerExit::Done) => {

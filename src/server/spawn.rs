@@ -202,6 +202,9 @@ impl Master {
         match starter.start(client, peer, relay, connections, rule_env) {
             Ok(pid) => {
                 let pidfd = self.watch_worker(pid, self.pidfd_base);
+                if let Some(watch) = &mut self.idle_watch {
+                    watch.watch(pid, client, self.pidfd_base, now);
+                }
                 self.enter_worker(pid, peer, pidfd, now);
             }
             Err(e) => self.start_failed(peer, &e, now),

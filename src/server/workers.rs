@@ -116,6 +116,11 @@ impl Workers {
         self.without_pidfd
     }
 
+    /// Live worker `pid`.
+    pub fn get(&self, pid: pid_t) -> Option<&Worker> {
+        self.live.get(&pid)
+    }
+
     /// The pidfd of live worker `pid`, if it has one.
     pub fn pidfd(&self, pid: pid_t) -> Option<BorrowedFd<'_>> {
         self.live.get(&pid)?.pidfd.as_ref().map(AsFd::as_fd)

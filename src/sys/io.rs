@@ -1,6 +1,7 @@
 //! Unbuffered reads and writes on descriptors the caller owns, one system
 //! call per attempt, so callers know exactly what reached the kernel: the
-//! log's one-write-per-line rule and readiness-driven readers rely on it.
+//! log's one-write-per-line rule and readiness-driven readers rely on it;
+//! and how long a TCP connection has been quiet, asked of the kernel.
 //!
 //! Never buffers, never retries anything but EINTR, never takes ownership
 //! of a descriptor it is given.
@@ -59,4 +60,26 @@ pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result
         libc::recv(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len(), flags)
     })?;
     Ok(n as usize)
+}
+
+/// How long a TCP connection has carried no data either way: the shorter
+/// of the times since data was last received and last sent (`TCP_INFO`,
+/// milliseconds), so a client that only sends, or only reads, is busy.
+pub fn tcp_quiet_for(socket: BorrowedFd<'_>) -> io::Result<std::time::Duration> {
+    // SAFETY: a zeroed tcp_info is a valid value for the kernel to fill.
+    let mut info: libc::tcp_info = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::tcp_info>() as libc::socklen_t;
+    // SAFETY: `info` is writable for `len` bytes, and `len` says so; the
+    // kernel writes at most that and updates `len`.
+    super::check(unsafe {
+        libc::getsockopt(
+            socket.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            (&raw mut info).cast(),
+            &mut len,
+        )
+    })?;
+    let quiet_ms = info.tcpi_last_data_recv.min(info.tcpi_last_data_sent);
+    Ok(std::time::Duration::from_millis(u64::from(quiet_ms)))
 }

@@ -276,6 +276,31 @@ fn failing_programs_never_bring_the_master_down() {
     assert_eq!(&back, b"back\n");
 }
 
+/// The idle timeout holds for a program too: a silent client is closed
+/// and counted as an idle timeout, while one that keeps talking is not.
+#[test]
+fn the_idle_timeout_closes_a_silent_client_of_a_program() {
+    let server = Server::start(&["--idle-timeout", "1", "--exec", "cat"]);
+    let mut busy = server.connect();
+    let mut silent = server.connect();
+    assert_eq!(echo(&mut silent, b"once\n"), b"once\n");
+    // The busy client talks every 300 ms, for longer than the timeout.
+    for _ in 0..6 {
+        assert_eq!(echo(&mut busy, b"still here\n"), b"still here\n");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    assert_eq!(
+        read_to_close(&mut silent),
+        "",
+        "the silent client is closed"
+    );
+    server.wait_for_log_line(&[" (idle timeout) peer="]);
+    assert_eq!(echo(&mut busy, b"and now\n"), b"and now\n");
+    let figures = server.figures();
+    assert_eq!(figures.get("exited_idle"), 1);
+    assert_eq!(figures.get("active"), 1);
+}
+
 /// With `--exec` the model is always exec: another is refused (status 2).
 #[test]
 fn exec_refuses_the_other_models() {

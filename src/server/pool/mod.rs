@@ -74,9 +74,6 @@ pub fn control_owner(token: u64) -> Option<pid_t> {
 
 /// One pool process, as the master knows it.
 struct Member {
-    /// Its exit is seen through this in epoll (token: the pid), when the
-    /// master could have one; else the SIGCHLD scan reaps it.
-    pidfd: Option<OwnedFd>,
     /// The master's end of its socket; `None` once it is leaving.
     control: Option<OwnedFd>,
     /// Serving a client (whose connection is in the workers table).
@@ -99,8 +96,6 @@ pub struct Pool {
     retry_at: Option<Instant>,
     /// No surplus process retired before this (`RETIRE_INTERVAL`).
     next_retire: Instant,
-    /// Members reaped only by the SIGCHLD scan.
-    without_pidfd: usize,
     /// Members on their way out (no control socket), which still count
     /// against `--max-workers` until reaped.
     leaving: usize,
@@ -121,7 +116,6 @@ impl Pool {
             idle: Vec::new(),
             retry_at: None,
             next_retire: Instant::now(),
-            without_pidfd: 0,
             leaving: 0,
             draining: false,
         }
@@ -131,9 +125,11 @@ impl Pool {
         self.members.is_empty()
     }
 
-    /// Members that only a SIGCHLD scan can reap.
-    pub fn without_pidfd(&self) -> usize {
-        self.without_pidfd
+    /// Whether a process of the pool may have ended unreaped: pool
+    /// processes have no pidfd (see `fork_member`), so the SIGCHLD scan
+    /// reaps them.
+    pub fn reaps_by_scan(&self) -> bool {
+        !self.members.is_empty()
     }
 
     /// When the loop must wake: to try forking again, or to retire a
@@ -150,13 +146,9 @@ impl Pool {
     /// idle one leave at once; SIGCONT wakes a stopped one; SIGKILL at the
     /// end of the grace period).
     pub fn signal_all(&self, sig: libc::c_int) {
-        for (&pid, member) in &self.members {
-            let sent = match &member.pidfd {
-                Some(fd) => sys::pidfd_send_signal(fd.as_fd(), sig),
-                // Ours until reaped, so the pid cannot be someone else's.
-                None => sys::send_signal(pid, sig),
-            };
-            if let Err(e) = sent {
+        for &pid in self.members.keys() {
+            // Ours until reaped, so the pid cannot be someone else's.
+            if let Err(e) = sys::send_signal(pid, sig) {
                 warning!(
                     "could not send {} to pool process {pid}: {e}",
                     sys::signal_name(sig)
@@ -215,7 +207,7 @@ impl Master {
             member.busy = true;
             member.served += 1;
         }
-        // No pidfd of the connection's own: the process's is the pool's,
+        // No pidfd: pool processes are reaped by the SIGCHLD scan,
         // and signalling by pid is safe while it is unreaped.
         self.enter_worker(pid, peer, None, now);
     }
@@ -252,7 +244,11 @@ impl Master {
         sys::set_nonblocking(ours.as_fd())?;
         let pid = member::fork_member(&pool.forker, theirs.as_fd(), pool.sizes.max_requests)?;
         drop(theirs);
-        let pidfd = self.watch_worker(pid, pidfd_base);
+        // No pidfd: one descriptor per process instead of two, so that ten
+        // thousand busy ones fit a limit of 20,000 (measured: the pool
+        // stopped at 9,488 with both). A pool process rarely exits, so the
+        // SIGCHLD scan (`waitpid(-1)`) that reaps it instead is rare too,
+        // and never on a connection's path.
         let control = match self.epoll.add(ours.as_fd(), CONTROL | pid as u64) {
             Ok(()) => Some(ours),
             Err(e) => {
@@ -265,7 +261,6 @@ impl Master {
         let Some(pool) = self.pool.as_mut() else {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         };
-        pool.without_pidfd += usize::from(pidfd.is_none());
         let usable = control.is_some();
         if !usable {
             pool.leaving += 1;
@@ -277,7 +272,6 @@ impl Master {
         pool.members.insert(
             pid,
             Member {
-                pidfd,
                 control,
                 busy: false,
                 renew: false,
@@ -429,22 +423,6 @@ impl Master {
         }
     }
 
-    /// Reaps pool process `pid` after its pidfd became readable.
-    pub(super) fn reap_member(&mut self, pid: pid_t) {
-        let Some(pool) = self.pool.as_mut() else {
-            return;
-        };
-        // Already reaped by a SIGCHLD scan in this same wake-up.
-        let Some(pidfd) = pool.members.get(&pid).and_then(|m| m.pidfd.as_ref()) else {
-            return;
-        };
-        match sys::reap_pidfd(pidfd.as_fd()) {
-            Ok(Some(how)) => self.member_exited(pid, how),
-            Ok(None) => {}
-            Err(e) => warning!("waitid for pool process {pid} failed: {e}"),
-        }
-    }
-
     /// Forgets pool process `pid`, reaped: if it was serving, its
     /// connection ends as an exec'd worker's does; the pool is topped up
     /// at the end of the loop turn.
@@ -457,11 +435,6 @@ impl Master {
             debug_assert!(false, "a reaped pid ({pid}) must be in the pool");
             return;
         };
-        pool.without_pidfd -= usize::from(member.pidfd.is_none());
-        // Out of epoll before closing, as `child_exited` does for workers.
-        if let Some(pidfd) = &member.pidfd {
-            let _ = self.epoll.delete(pidfd.as_fd());
-        }
         match &member.control {
             Some(control) => {
                 let _ = self.epoll.delete(control.as_fd());
