@@ -256,6 +256,14 @@ pub struct ServeArgs {
     #[arg(long, value_name = "N/SECS")]
     pub max_rate_per_ip: Option<crate::rules::Rate>,
 
+    /// A last word written to every client turned away (by a limit, a rule,
+    /// a rate, or a worker that could not start) just before it is closed,
+    /// without ever waiting for it, as sshd and `tcpserver -B` do. `\r`,
+    /// `\n`, `\t` and `\\` are understood: 'busy, try later\r\n'. At
+    /// most 1024 bytes.
+    #[arg(long, value_name = "TEXT", value_parser = parse_message)]
+    pub reject_message: Option<RejectMessage>,
+
     /// Access rules: which client addresses are served, with which
     /// environment and per-address limits (see `mpecho rules check`).
     /// Read at start (a file that does not parse is refused) and again on
@@ -319,6 +327,47 @@ pub struct ServeArgs {
     #[arg(long, value_name = "ADDR")]
     pub metrics: Option<SocketAddr>,
 }
+
+/// `--reject-message`'s bytes (a type of its own: clap would read a bare
+/// `Vec<u8>` as many values).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RejectMessage(pub Vec<u8>);
+
+/// `--reject-message`'s text, escapes understood: what a client reads.
+fn parse_message(text: &str) -> Result<RejectMessage, String> {
+    let mut bytes = Vec::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            let mut utf8 = [0u8; 4];
+            bytes.extend_from_slice(c.encode_utf8(&mut utf8).as_bytes());
+            continue;
+        }
+        bytes.push(match chars.next() {
+            Some('r') => b'\r',
+            Some('n') => b'\n',
+            Some('t') => b'\t',
+            Some('\\') => b'\\',
+            other => {
+                let what = other.map_or("nothing".to_string(), |c| format!("{c:?}"));
+                return Err(format!(
+                    "a backslash followed by {what}: write \\r, \\n, \\t or \\\\"
+                ));
+            }
+        });
+    }
+    if bytes.len() > MAX_REJECT_MESSAGE {
+        return Err(format!(
+            "{} bytes: at most {MAX_REJECT_MESSAGE}, which a socket always takes at once",
+            bytes.len()
+        ));
+    }
+    Ok(RejectMessage(bytes))
+}
+
+/// The longest `--reject-message`: far below any socket's send buffer, so
+/// it is written whole without waiting.
+const MAX_REJECT_MESSAGE: usize = 1024;
 
 /// The default `--max-workers` of `--model exec`.
 pub const DEFAULT_MAX_WORKERS: u32 = 10_000;

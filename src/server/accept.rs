@@ -25,6 +25,7 @@ use crate::cli::Model;
 use crate::handoff::{self, Relay};
 use crate::log::Level;
 use crate::net::display_addr;
+use crate::sys;
 
 use super::admission::Refusal;
 use super::event_loop::Master;
@@ -210,7 +211,19 @@ impl Master {
                 Model::Prefork => self.hand_to_pool(&client, peer, now),
                 Model::Iterative => self.begin_session(client, peer),
             },
-            Err(refusal) => self.turn_away(&refusal, peer, now),
+            Err(refusal) => {
+                self.say_refused(&client);
+                self.turn_away(&refusal, peer, now);
+            }
+        }
+    }
+
+    /// `--reject-message`: a last word to a client turned away, written
+    /// without waiting (a socket just accepted takes a short message
+    /// whole), before the caller closes it.
+    pub(super) fn say_refused(&self, client: &TcpStream) {
+        if let Some(message) = &self.config.reject_message {
+            let _ = sys::send_nowait(client.as_fd(), message);
         }
     }
 

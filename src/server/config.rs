@@ -23,6 +23,8 @@ pub struct Config {
     /// The pool's sizes (used by `--model prefork` only).
     pub pool: PoolSizes,
     pub admission: Admission,
+    /// `--reject-message`: written to every client turned away.
+    pub reject_message: Option<Vec<u8>>,
     /// `--rules`: read at boot and on SIGHUP.
     pub rules_file: Option<PathBuf>,
     /// Zero turns the periodic figures off (SIGUSR1 still asks for one).
@@ -78,6 +80,7 @@ impl Config {
                 on_full: args.on_full,
             },
             rules_file: args.rules.clone(),
+            reject_message: args.reject_message.clone().map(|m| m.0),
             monitor_interval: Duration::from_secs(args.monitor_interval),
             grace: Duration::from_secs(args.grace),
             worker: WorkerSettings {

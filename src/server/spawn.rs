@@ -207,7 +207,10 @@ impl Master {
                 }
                 self.enter_worker(pid, peer, pidfd, now);
             }
-            Err(e) => self.start_failed(peer, &e, now),
+            Err(e) => {
+                self.say_refused(client);
+                self.start_failed(peer, &e, now);
+            }
         }
     }
 

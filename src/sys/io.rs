@@ -62,6 +62,17 @@ pub fn recv_nowait(fd: BorrowedFd<'_>, buf: &mut [u8], peek: bool) -> io::Result
     Ok(n as usize)
 }
 
+/// One `send(2)` that never blocks (`MSG_DONTWAIT`) and never raises
+/// SIGPIPE (`MSG_NOSIGNAL`): whatever the socket takes now, how much.
+pub fn send_nowait(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+    // SAFETY: `buf` is a valid, initialised slice for its whole length.
+    let n = retry_eintr(|| unsafe {
+        libc::send(fd.as_raw_fd(), buf.as_ptr().cast(), buf.len(), flags)
+    })?;
+    Ok(n as usize)
+}
+
 /// How long a TCP connection has carried no data either way: the shorter
 /// of the times since data was last received and last sent (`TCP_INFO`,
 /// milliseconds), so a client that only sends, or only reads, is busy.

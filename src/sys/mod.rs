@@ -58,7 +58,9 @@ pub use fd::{
     ensure_standard_fds, memfd_executable, open_executable, replace_fd, set_nonblocking,
 };
 pub use fork::{fork_worker, fork_worker_sparing_table};
-pub use io::{read_once, recv_nowait, tcp_quiet_for, write_all_unbuffered, write_once};
+pub use io::{
+    read_once, recv_nowait, send_nowait, tcp_quiet_for, write_all_unbuffered, write_once,
+};
 pub use libc::pid_t;
 pub use limits::{
     CpuTime, Limit, Resource, Usage, cpu_time, get_limit, raise_soft_limit_to_hard, set_soft_limit,

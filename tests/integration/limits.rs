@@ -3,11 +3,11 @@
 //! rejected and counted in the figures, and a slot freed by a leaving client
 //! serves the next one.
 
-use std::io::{ErrorKind, Write};
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use mpecho_testkit::{Server, assert_connection_ended, assert_log_lines, echo};
+use mpecho_testkit::{Server, assert_connection_ended, assert_log_lines, echo, run_mpecho, text};
 
 /// Waits for the WARN line rejecting `client` and returns it.
 fn rejected_line(server: &Server, client: &TcpStream, active: usize, max: usize) -> String {
@@ -174,4 +174,27 @@ fn max_workers_one_serves_one_client_at_a_time() {
     // The worker may echo before the master has logged its `accept` line.
     server.wait_for_log_line(&[&format!("]: accept peer={next_peer} worker="), " active=1"]);
     assert_log_lines(&server, "]: accept peer=", 2);
+}
+
+/// `--reject-message`: a client turned away reads the message, then the
+/// close; the client being served never sees it; a bad escape is refused.
+#[test]
+fn a_client_turned_away_reads_the_reject_message() {
+    let server = Server::start(&[
+        "--max-workers",
+        "1",
+        "--reject-message",
+        "busy, try later\\r\\n",
+    ]);
+    let (mut first, _worker) = server.connect_served_worker();
+    let mut second = server.connect();
+    let mut got = Vec::new();
+    second
+        .read_to_end(&mut got)
+        .expect("the message, then the close");
+    assert_eq!(got, b"busy, try later\r\n");
+    assert_eq!(echo(&mut first, b"served\n"), b"served\n");
+    let output = run_mpecho(&["serve", "--reject-message", "bad \\q"], b"");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(text(&output.stderr).contains("a backslash followed by 'q'"));
 }

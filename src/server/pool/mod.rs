@@ -171,7 +171,10 @@ impl Master {
         for _ in 0..attempts {
             let pid = match self.idle_or_new_member(now) {
                 Ok(pid) => pid,
-                Err(e) => return self.start_failed(peer, &e, now),
+                Err(e) => {
+                    self.say_refused(client);
+                    return self.start_failed(peer, &e, now);
+                }
             };
             match self.pass_client(pid, client, peer) {
                 Ok(()) => return self.enter_connection(pid, peer, now),
@@ -182,6 +185,7 @@ impl Master {
                 }
             }
         }
+        self.say_refused(client);
         self.start_failed(peer, &last_error, now);
     }
 
