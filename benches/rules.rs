@@ -13,29 +13,14 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::Instant;
 
 use mpecho::rules::Rules;
+use mpecho_testkit::Random;
 
 const SIZES: [usize; 3] = [0, 1_000, 100_000];
 const LOOKUPS: usize = 1_000_000;
 const ROUNDS: usize = 7;
 
-/// xorshift64*: deterministic, so every run measures the same rules.
-struct Random(u64);
-
-impl Random {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn between(&mut self, low: u64, high: u64) -> u64 {
-        low + self.next() % (high - low + 1)
-    }
-}
-
 fn main() {
-    let mut random = Random(0x5EED_1234_ABCD_0001);
+    let mut random = Random::new(0x5EED_1234_ABCD_0001);
     let probes: Vec<IpAddr> = (0..LOOKUPS).map(|_| probe(&mut random)).collect();
     for size in SIZES {
         let text = rules_text(size, &mut random);
@@ -76,11 +61,11 @@ fn rules_text(size: usize, random: &mut Random) -> String {
     while seen.len() < size {
         let line = if seen.len().is_multiple_of(2) {
             let len = random.between(8, 32) as u32;
-            let bits = (random.next() as u32) & u32::MAX.checked_shl(32 - len).unwrap_or(0);
+            let bits = (random.next_u64() as u32) & u32::MAX.checked_shl(32 - len).unwrap_or(0);
             format!("{} {}/{len}", verdict(random), Ipv4Addr::from(bits))
         } else {
             let len = random.between(16, 128) as u32;
-            let raw = u128::from(random.next()) << 64 | u128::from(random.next());
+            let raw = u128::from(random.next_u64()) << 64 | u128::from(random.next_u64());
             // In 2000::/3, so that none falls into the IPv4-mapped range.
             let bits = (raw >> 3 | 1 << 125) & u128::MAX.checked_shl(128 - len).unwrap_or(0);
             format!("{} {}/{len}", verdict(random), Ipv6Addr::from(bits))
@@ -94,7 +79,7 @@ fn rules_text(size: usize, random: &mut Random) -> String {
 }
 
 fn verdict(random: &mut Random) -> &'static str {
-    if random.next().is_multiple_of(2) {
+    if random.next_u64().is_multiple_of(2) {
         "allow"
     } else {
         "deny"
@@ -103,11 +88,11 @@ fn verdict(random: &mut Random) -> &'static str {
 
 /// A random client: IPv4, IPv4-mapped IPv6, or IPv6 in 2000::/3.
 fn probe(random: &mut Random) -> IpAddr {
-    match random.next() % 4 {
-        0 | 1 => IpAddr::from(Ipv4Addr::from(random.next() as u32)),
-        2 => IpAddr::from(Ipv4Addr::from(random.next() as u32).to_ipv6_mapped()),
+    match random.next_u64() % 4 {
+        0 | 1 => IpAddr::from(Ipv4Addr::from(random.next_u64() as u32)),
+        2 => IpAddr::from(Ipv4Addr::from(random.next_u64() as u32).to_ipv6_mapped()),
         _ => {
-            let raw = u128::from(random.next()) << 64 | u128::from(random.next());
+            let raw = u128::from(random.next_u64()) << 64 | u128::from(random.next_u64());
             IpAddr::from(Ipv6Addr::from(raw >> 3 | 1 << 125))
         }
     }

@@ -6,24 +6,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::*;
 
-/// A small deterministic generator (xorshift64*): the tests must not
-/// depend on a crate, and a failure must replay with the same seed.
-pub(crate) struct Random(u64);
+/// The testkit's seeded generator, with the shapes these tests draw: a
+/// failure replays with the same seed.
+pub(crate) struct Random(mpecho_testkit::Random);
 
 impl Random {
     pub(crate) fn new(seed: u64) -> Random {
-        Random(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+        Random(mpecho_testkit::Random::new(seed))
     }
 
     pub(crate) fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+        self.0.next_u64()
     }
 
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
+        self.0.below(n)
     }
 
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {

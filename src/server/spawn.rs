@@ -51,20 +51,24 @@ pub enum Starter {
     Fork(Forker),
 }
 
+/// An admitted connection, as a worker is started for it.
+pub struct Admitted<'a> {
+    pub client: &'a TcpStream,
+    /// The client's address (a PROXY header's, when `relay` says one came).
+    pub peer: SocketAddr,
+    /// How a balancer relayed it, if one did.
+    pub relay: Option<Relay>,
+    /// Connections open from `peer`'s address, this one included.
+    pub connections: usize,
+    /// The variables the access rule that allowed it adds.
+    pub rule_env: &'a [CString],
+}
+
 impl Starter {
-    fn start(
-        &mut self,
-        client: &TcpStream,
-        peer: SocketAddr,
-        relay: Option<Relay>,
-        connections: usize,
-        rule_env: &[CString],
-    ) -> io::Result<pid_t> {
+    fn start(&mut self, conn: &Admitted<'_>) -> io::Result<pid_t> {
         match self {
-            Starter::Exec(spawner) => {
-                spawner.spawn_worker(client, peer, relay, connections, rule_env)
-            }
-            Starter::Fork(forker) => forker.fork_worker(client, peer),
+            Starter::Exec(spawner) => spawner.spawn_worker(conn),
+            Starter::Fork(forker) => forker.fork_worker(conn.client, conn.peer),
         }
     }
 }
@@ -132,18 +136,15 @@ impl Spawner {
         })
     }
 
-    /// Starts a worker for `client` (whose address is `peer`, which now
-    /// has `connections` open, this one included; relayed by a balancer
-    /// as `relay` says, if it was), returning its pid. `rule_env` are the
-    /// variables an access rule adds.
-    fn spawn_worker(
-        &mut self,
-        client: &TcpStream,
-        peer: SocketAddr,
-        relay: Option<Relay>,
-        connections: usize,
-        rule_env: &[CString],
-    ) -> io::Result<pid_t> {
+    /// Starts a worker for an admitted connection, returning its pid.
+    fn spawn_worker(&mut self, conn: &Admitted<'_>) -> io::Result<pid_t> {
+        let &Admitted {
+            client,
+            peer,
+            relay,
+            connections,
+            rule_env,
+        } = conn;
         let moved = moved_clear_of_handoff(client)?;
         let client_fd = moved.as_ref().map_or(client.as_fd(), AsFd::as_fd);
         let vars = self.env.describe(peer, connections, relay, || {
@@ -198,8 +199,14 @@ impl Master {
             );
             return;
         };
-        let connections = self.workers.count_from(peer.ip()) + 1;
-        match starter.start(client, peer, relay, connections, rule_env) {
+        let admitted = Admitted {
+            client,
+            peer,
+            relay,
+            connections: self.workers.count_from(peer.ip()) + 1,
+            rule_env,
+        };
+        match starter.start(&admitted) {
             Ok(pid) => {
                 let pidfd = self.watch_worker(pid, self.pidfd_base);
                 if let Some(watch) = &mut self.idle_watch {

@@ -204,3 +204,10 @@ pub fn pass_as_descriptor_3(command: &mut Command, fd: RawFd) {
         });
     }
 }
+
+/// Writes an executable shell script with `body` at `path` (for `--exec`).
+pub fn write_script(path: &std::path::Path, body: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write the script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+}

@@ -12,8 +12,10 @@
 //! - `wait.rs`: `wait_for`, `TIMEOUT`;
 //! - `server.rs`: `Server`, `ServerOptions`;
 //! - `child.rs`: `ChildGuard`, `run_mpecho`/`run_binary`, other processes
-//!   started by hand, `Collected` (a pipe read as it comes);
-//! - `net.rs`: clients: connect, echo, how a connection ended;
+//!   started by hand, `Collected` (a pipe read as it comes), scripts for
+//!   `--exec`;
+//! - `net.rs`: clients: connect, echo, how a connection ended, a program's
+//!   lines up to `END`;
 //! - `process.rs`: /proc: pids, children, states, descriptors, pidfds,
 //!   groups, credentials, limits, environment, CPU ticks;
 //! - `cpu.rs`: the CPU a process uses over a stretch;
@@ -22,7 +24,8 @@
 //! - `leftovers.rs`: workers that must not outlive a test, orphans adopted
 //!   as a subreaper;
 //! - `ptrace.rs`: a worker whose SIGTERM is held back;
-//! - `proxy.rs`: PROXY protocol headers (v1, v2, TLVs) made by hand.
+//! - `proxy.rs`: PROXY protocol headers (v1, v2, TLVs) made by hand;
+//! - `random.rs`: one seeded generator for many cases without a crate.
 //!
 //! Everything is re-exported at the root: `use mpecho_testkit::{Server, …}`.
 
@@ -35,6 +38,7 @@ pub mod net;
 pub mod process;
 pub mod proxy;
 pub mod ptrace;
+pub mod random;
 pub mod replay;
 pub mod server;
 pub mod wait;
@@ -42,6 +46,7 @@ pub mod wait;
 pub use bin::{MPECHO_BIN, binary, example, mpecho_bin, worker_bin};
 pub use child::{
     ChildGuard, Collected, pass_as_descriptor_3, run_binary, run_mpecho, setpriv_available,
+    write_script,
 };
 pub use cpu::{CpuMeter, CpuShare, assert_cpu_bounded};
 pub use leftovers::{Leftovers, Reaped, Subreaper, reap_adopted};
@@ -52,7 +57,7 @@ pub use log::{
 };
 pub use net::{
     assert_connection_ended, connect_from, connect_to, connect_when_listening, echo,
-    stall_worker_writing, text,
+    lines_until_end, stall_worker_writing, text,
 };
 pub use process::{
     RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,
@@ -64,6 +69,7 @@ pub use proxy::{
     proxy_v2_raw,
 };
 pub use ptrace::SigtermSwallower;
+pub use random::Random;
 pub use replay::{Exit, Replay, reconcile, replay};
 pub use server::{Server, ServerOptions};
 pub use wait::{TIMEOUT, poll_for, wait_for};

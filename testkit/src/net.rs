@@ -116,3 +116,18 @@ pub fn stall_worker_writing(client: &mut TcpStream, worker: i32) -> usize {
     );
     sent
 }
+
+/// The lines `client` receives up to (not including) a line `END`, which
+/// the test's program prints after what it has to say.
+pub fn lines_until_end(client: &TcpStream) -> Vec<String> {
+    use std::io::{BufRead, BufReader};
+    let mut lines = Vec::new();
+    for line in BufReader::new(client.try_clone().expect("clone the client")).lines() {
+        let line = line.expect("a line");
+        if line == "END" {
+            return lines;
+        }
+        lines.push(line);
+    }
+    panic!("no END line: {lines:?}");
+}

@@ -5,22 +5,15 @@
 //! that prints its environment, and `git daemon --inetd` driven by a real
 //! `git clone`.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::Command;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use mpecho_testkit::{
-    Server, ServerOptions, TIMEOUT, assert_connection_ended, echo, open_fds, run_mpecho, text,
-    wait_for,
+    Server, ServerOptions, TIMEOUT, assert_connection_ended, echo, lines_until_end, open_fds,
+    run_mpecho, text, wait_for, write_script,
 };
-
-/// Writes an executable shell script at `path`.
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write the script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-}
 
 /// Everything a connection sends until it closes.
 fn read_to_close(client: &mut std::net::TcpStream) -> String {
@@ -94,7 +87,7 @@ fn date_answers_as_a_daytime_service() {
 fn a_program_sees_the_ucspi_environment_and_its_own_arguments() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env_script = dir.path().join("show-env");
-    script(&env_script, "echo \"args: $*\"; env; echo END; exec cat");
+    write_script(&env_script, "echo \"args: $*\"; env; echo END; exec cat");
     let server = Server::start_with(ServerOptions {
         args: vec![
             "--exec".into(),
@@ -105,19 +98,8 @@ fn a_program_sees_the_ucspi_environment_and_its_own_arguments() {
         env: vec![("MPECHO_TEST_SECRET".into(), "hidden".into())],
         ..ServerOptions::default()
     });
-    let environment = |client: &std::net::TcpStream| -> Vec<String> {
-        let mut lines = Vec::new();
-        for line in BufReader::new(client.try_clone().expect("clone")).lines() {
-            let line = line.expect("a line");
-            if line == "END" {
-                return lines;
-            }
-            lines.push(line);
-        }
-        panic!("no END line: {lines:?}");
-    };
     let first = server.connect();
-    let vars = environment(&first);
+    let vars = lines_until_end(&first);
     let port = first.local_addr().expect("local").port();
     for expected in [
         "args: --max-workers 5".to_string(),
@@ -136,7 +118,7 @@ fn a_program_sees_the_ucspi_environment_and_its_own_arguments() {
         "the master's environment leaked: {vars:?}"
     );
     let second = server.connect();
-    assert!(environment(&second).contains(&"TCPCONNNUM=2".to_string()));
+    assert!(lines_until_end(&second).contains(&"TCPCONNNUM=2".to_string()));
     drop(first);
 }
 
@@ -253,7 +235,7 @@ fn a_missing_or_unrunnable_program_is_refused_at_startup() {
 fn failing_programs_never_bring_the_master_down() {
     let dir = tempfile::tempdir().expect("tempdir");
     let program = dir.path().join("fails");
-    script(&program, "exit 7");
+    write_script(&program, "exit 7");
     let server = Server::start(&["--exec", &program.display().to_string()]);
     for _ in 0..5 {
         let mut client = server.connect();
@@ -268,7 +250,7 @@ fn failing_programs_never_bring_the_master_down() {
     assert_eq!(figures.get("exited_error"), 5);
     assert_eq!(figures.get("spawn_failures"), 1);
     std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-    script(&program, "exec cat");
+    write_script(&program, "exec cat");
     let mut client = server.connect();
     client.write_all(b"back\n").expect("write");
     let mut back = [0u8; 5];

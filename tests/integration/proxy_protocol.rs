@@ -5,15 +5,14 @@
 //! Headers made by hand (testkit's `proxy.rs`) over real sockets, then a
 //! real HAProxy (Debian's `haproxy`) in front of mpecho.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::PermissionsExt;
-use std::path::Path;
 use std::process::{Command, Stdio};
 
 use mpecho_testkit::{
     ChildGuard, Server, ServerOptions, TIMEOUT, assert_connection_ended, connect_from, echo,
-    proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_local, proxy_v2_raw, wait_for,
+    lines_until_end, proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_local, proxy_v2_raw, wait_for,
+    write_script,
 };
 
 /// The options every server here runs with: headers from 127.0.0.1 only.
@@ -117,25 +116,6 @@ fn the_per_address_limit_counts_the_real_client() {
     assert_eq!(figures.get("accepted"), 2);
 }
 
-/// Writes an executable shell script at `path`.
-fn script(path: &Path, body: &str) {
-    std::fs::write(path, format!("#!/bin/sh\n{body}\n")).expect("write the script");
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
-}
-
-/// The lines a script printed up to its `END` line.
-fn lines_until_end(client: &TcpStream) -> Vec<String> {
-    let mut lines = Vec::new();
-    for line in BufReader::new(client.try_clone().expect("clone")).lines() {
-        let line = line.expect("a line");
-        if line == "END" {
-            return lines;
-        }
-        lines.push(line);
-    }
-    panic!("no END line: {lines:?}");
-}
-
 /// An `--exec` program sees the client as TCPREMOTEIP/PORT, the address
 /// it connected to (the header's destination) as TCPLOCALIP/PORT, and the
 /// balancer as TCPPROXYIP/PORT; a connection without a relayed client
@@ -144,7 +124,7 @@ fn lines_until_end(client: &TcpStream) -> Vec<String> {
 fn a_program_sees_the_client_its_destination_and_the_balancer() {
     let dir = tempfile::tempdir().expect("tempdir");
     let show = dir.path().join("show-env");
-    script(&show, "env | grep '^TCP' | sort; echo END");
+    write_script(&show, "env | grep '^TCP' | sort; echo END");
     let server = Server::start_with(ServerOptions {
         args: TRUST_LOOPBACK
             .iter()
