@@ -70,7 +70,7 @@ pub fn echo(stream: &mut TcpStream, data: &[u8]) -> Vec<u8> {
 pub fn assert_connection_ended(client: &mut TcpStream, reset_ok: bool, whose: &str) {
     let expected = if reset_ok { "EOF or a reset" } else { "EOF" };
     let mut buf = [0u8; 64];
-    match client.read(&mut buf) {
+    match read_once(client, &mut buf) {
         Ok(0) => {}
         Err(e) if reset_ok && e.kind() == ErrorKind::ConnectionReset => {}
         Ok(n) => panic!(
@@ -78,6 +78,19 @@ pub fn assert_connection_ended(client: &mut TcpStream, reset_ok: bool, whose: &s
             text(&buf[..n])
         ),
         Err(e) => panic!("{whose} should read {expected}, got: {e}"),
+    }
+}
+
+/// One `read`, again after an interruption: a socket with a read timeout
+/// returns EINTR when this process is frozen and thawed (as a sandbox's
+/// snapshot does to every process at once), which says nothing about the
+/// connection.
+pub fn read_once(client: &mut TcpStream, buf: &mut [u8]) -> std::io::Result<usize> {
+    loop {
+        match client.read(buf) {
+            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+            done => return done,
+        }
     }
 }
 

@@ -10,8 +10,8 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use mpecho_testkit::{
-    Server, TIMEOUT, assert_connection_ended, echo, mpecho_bin, open_fds, run_mpecho, stat_fields,
-    text,
+    Server, TIMEOUT, assert_connection_ended, echo, mpecho_bin, open_fds, read_once, run_mpecho,
+    stat_fields, text,
 };
 
 /// How long a waiting client is watched to show that nothing arrives while
@@ -43,7 +43,10 @@ fn arrives_within_a_moment(client: &mut TcpStream) -> bool {
 fn sigterm_closes_the_client_and_exits_0(server: &mut Server, mut client: TcpStream) -> String {
     assert_eq!(echo(&mut client, b"hello\n"), b"hello\n");
     server.signal(libc::SIGTERM);
-    assert_eq!(client.read(&mut [0u8; 1]).expect("an orderly close"), 0);
+    assert_eq!(
+        read_once(&mut client, &mut [0u8; 1]).expect("an orderly close"),
+        0
+    );
     let status = server.wait_exit(TIMEOUT);
     assert!(status.success(), "{status:?}");
     let log = server.log();
@@ -130,7 +133,10 @@ fn iterative_closes_a_silent_client_and_serves_the_next() {
     next.read_exact(&mut buf)
         .expect("served after the silent client");
     assert_eq!(&buf, b"next\n");
-    assert_eq!(silent.read(&mut [0u8; 1]).expect("an orderly close"), 0);
+    assert_eq!(
+        read_once(&mut silent, &mut [0u8; 1]).expect("an orderly close"),
+        0
+    );
     server.wait_for_log_line(&["]: disconnect peer=", "reason=idle timeout (1s)"]);
     drop(next);
     assert_eq!(server.figures().get("exited_idle"), 1);
@@ -274,7 +280,10 @@ fn fork_with_many_held_copies_none_of_the_masters_pidfds() {
 fn fork_worker_closes_a_silent_client_after_the_idle_timeout() {
     let server = Server::start(&["--model", "fork", "--idle-timeout", "1"]);
     let (mut silent, worker) = server.connect_served_worker();
-    assert_eq!(silent.read(&mut [0u8; 1]).expect("an orderly close"), 0);
+    assert_eq!(
+        read_once(&mut silent, &mut [0u8; 1]).expect("an orderly close"),
+        0
+    );
     server.wait_for_log_line(&[
         &format!("INFO worker[{worker}]: disconnect peer="),
         "reason=idle timeout (1s)",

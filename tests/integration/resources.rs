@@ -4,7 +4,7 @@
 //! master; the affected client is closed, the failure is logged and counted,
 //! and service resumes by itself.
 
-use std::io::{ErrorKind, Read};
+use std::io::ErrorKind;
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -13,7 +13,7 @@ use socket2::{Domain, Socket, Type};
 
 use mpecho_testkit::{
     Server, ServerOptions, TIMEOUT, all_pids, count_lines, cpu_ticks, echo, log_time_ms, open_fds,
-    pidfds, set_soft_nofile, wait_for,
+    pidfds, read_once, set_soft_nofile, wait_for,
 };
 
 /// How long a turned-away client may wait for its close: the master pauses
@@ -30,7 +30,7 @@ fn closed_by(mut client: TcpStream, deadline: Instant) -> Result<(), String> {
         .set_read_timeout(Some(left.max(Duration::from_millis(1))))
         .expect("set a read timeout");
     let mut buf = [0u8; 64];
-    match client.read(&mut buf) {
+    match read_once(&mut client, &mut buf) {
         Ok(0) => Ok(()),
         Ok(n) => Err(format!("got {:?} instead of a close", &buf[..n])),
         Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {

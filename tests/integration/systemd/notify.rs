@@ -67,8 +67,15 @@ impl Manager {
             .set_read_timeout(Some(within.max(Duration::from_millis(1))))
             .expect("set the read timeout");
         let mut buf = [0u8; 4096];
-        let n = self.socket.recv(&mut buf).ok()?;
-        Some(String::from_utf8_lossy(&buf[..n]).into_owned())
+        loop {
+            match self.socket.recv(&mut buf) {
+                Ok(n) => return Some(String::from_utf8_lossy(&buf[..n]).into_owned()),
+                // A freeze and thaw of this process interrupts the wait
+                // (the socket has a timeout): it says nothing of the server.
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(_) => return None,
+            }
+        }
     }
 
     /// Datagrams as they come until one satisfies `done` (returned last),
