@@ -421,6 +421,7 @@ impl Master {
             config: &self.config,
             process: ProcessFigures::read(),
             log_write_errors: log::write_errors(),
+            pool: self.pool.as_ref().map(Pool::counts),
         }
     }
 }

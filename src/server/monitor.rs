@@ -83,6 +83,19 @@ pub struct Snapshot<'a> {
     pub process: ProcessFigures,
     /// Log lines this process could not write (`log::write_errors`).
     pub log_write_errors: u64,
+    /// The pool's processes by state (`--model prefork` only).
+    pub pool: Option<PoolCounts>,
+}
+
+/// How many pool processes are in each state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCounts {
+    /// Waiting for a client.
+    pub idle: usize,
+    /// Serving one.
+    pub busy: usize,
+    /// Retired or ending, not reaped yet.
+    pub leaving: usize,
 }
 
 /// The master process's own resource use; `None` where /proc could not be

@@ -120,6 +120,20 @@ pub fn render(out: &mut Vec<u8>, s: &Snapshot<'_>, scrapes: &Stats) {
         "model",
         &Model::ALL.map(|model| (model.name(), u64::from(model == s.config.model))),
     );
+    if let Some(pool) = s.pool {
+        w.labelled(
+            "mpecho_pool_processes",
+            Gauge,
+            "Pool processes (--model prefork only) by state: idle (waiting for a client), \
+             busy (serving one), leaving (retired or ending, not reaped yet).",
+            "state",
+            &[
+                ("idle", pool.idle as u64),
+                ("busy", pool.busy as u64),
+                ("leaving", pool.leaving as u64),
+            ],
+        );
+    }
     let admission = &s.config.admission;
     w.single(
         "mpecho_max_workers",

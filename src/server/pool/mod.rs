@@ -48,6 +48,7 @@ use crate::sys::{self, ExitKind, Received, pid_t};
 use super::accept::BACKOFF;
 use super::event_loop::Master;
 use super::fork::Forker;
+use super::monitor::PoolCounts;
 use super::reap::{Ending, ExitCodes, record_end};
 use super::throttle::Kind;
 
@@ -130,6 +131,16 @@ impl Pool {
     /// reaps them.
     pub fn reaps_by_scan(&self) -> bool {
         !self.members.is_empty()
+    }
+
+    /// How many processes are idle, busy and leaving.
+    pub fn counts(&self) -> PoolCounts {
+        let idle = self.idle.len();
+        PoolCounts {
+            idle,
+            busy: self.members.len() - idle - self.leaving,
+            leaving: self.leaving,
+        }
     }
 
     /// When the loop must wake: to try forking again, or to retire a

@@ -369,3 +369,26 @@ fn process_max_fds_is_the_masters_soft_limit() {
     let (soft, _) = mpecho_testkit::proc_limit(server.pid, "Max open files");
     assert_eq!(Some(scrape.count("process_max_fds", &[])), soft);
 }
+
+/// `--model prefork`: the pool's processes by state, read by the real
+/// parser, agree with what the test set up (one client served, two spares)
+/// and with the processes the master has.
+#[test]
+fn a_prefork_scrape_counts_the_pool_by_state() {
+    let (server, metrics) = start(&["--model", "prefork", "--min-spare", "2", "--max-spare", "2"]);
+    let mut client = server.connect();
+    assert_eq!(echo(&mut client, b"held\n"), b"held\n");
+    // One busy and, once the loop has forked it, a second spare.
+    server.wait_for_workers(3);
+    let scrape = scrape(metrics);
+    let pool = |state: &str| scrape.value("mpecho_pool_processes", &[("state", state)]) as u64;
+    assert_eq!((pool("idle"), pool("busy"), pool("leaving")), (2, 1, 0));
+    let family = scrape
+        .families
+        .iter()
+        .find(|f| f.name == "mpecho_pool_processes")
+        .expect("the pool's family");
+    assert_eq!(family.kind, "gauge");
+    assert!(!family.help.is_empty());
+    assert_eq!(scrape.value("mpecho_model", &[("model", "prefork")]), 1.0);
+}
