@@ -235,8 +235,9 @@ pub struct ServeArgs {
     pub group: Option<String>,
 
     /// Seconds a connection may stay idle (the client neither sends nor
-    /// reads anything) before its worker closes it; 0 turns it off. Quiet
-    /// interactive clients are closed too.
+    /// reads anything) before its worker closes it (for an --exec program,
+    /// the master does, and sends the program SIGTERM); 0 turns it off.
+    /// Quiet interactive clients are closed too.
     #[arg(long, value_name = "SECS", default_value_t = IdleTimeout::DEFAULT,
           value_parser = handoff::parse_idle_timeout)]
     pub idle_timeout: IdleTimeout,
