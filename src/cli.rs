@@ -140,6 +140,10 @@ pub enum Command {
     /// descriptor 3, as systemd's `Accept=yes` units did.
     #[command(hide = true)]
     Worker,
+    /// Internal: say which version this build is and which state formats
+    /// it reads, for a master about to upgrade to it (SIGUSR2).
+    #[command(hide = true)]
+    UpgradeCheck,
 }
 
 /// Where `mpecho serve` listens when neither `--listen` nor a socket

@@ -23,6 +23,7 @@ mod config;
 mod error;
 mod event_loop;
 mod fork;
+mod handover;
 mod idle;
 mod iterative;
 mod lifetimes;
@@ -39,6 +40,7 @@ mod reload;
 mod shutdown;
 mod spawn;
 mod throttle;
+mod upgrade;
 mod worker_exe;
 mod workers;
 
@@ -56,6 +58,7 @@ pub use admission::Admission;
 pub use config::{Config, WorkerSettings};
 pub use error::ServeError;
 pub use event_loop::Master;
+pub use upgrade::{CHECK_SUBCOMMAND, upgrade_check};
 
 /// Entry point for `mpecho serve`.
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -69,7 +72,15 @@ pub fn main(args: ServeArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    // First of all, while the descriptors handed over are still open
+    // across exec: the next step makes them close-on-exec again.
+    let handover = upgrade::take_handover()?;
     sys::close_inherited_fds_on_exec().map_err(ServeError::InheritedFds)?;
+    if let Some(state) = handover {
+        // Already bound, logging, notifying and (with --user) not root:
+        // none of the boot below is done again.
+        return upgrade::resume(&args, state);
+    }
     // Before anything opens a descriptor: passed sockets are on 3, 4, …
     let activated = activation::take_listener(args.listen_fd_name.as_deref())?;
     let identity = privileges::resolve(args.user.as_deref(), args.group.as_deref())?;
