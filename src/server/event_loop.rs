@@ -7,7 +7,7 @@
 //! pause, warning summaries, end of the grace period, a scrape's or a
 //! PROXY header's deadline). After each
 //! wake-up the loop reaps first (so the worker count is exact), then handles
-//! shutdown and report requests, then accepts a bounded batch
+//! shutdown, reload, report and upgrade requests, then accepts a bounded batch
 //! (`accept.rs`), then serves scrapes (`metrics/`), then runs the timers.
 //! Every decision about workers is taken here, in order, never in a signal
 //! handler. The service manager hears about the rare events (ready,

@@ -6,7 +6,9 @@
 //! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → (with
 //! `--proxy-protocol`, `await_header`/`on_pending` first) → `admission` →
 //! `start_worker` or `turn_away`; pidfd ready → `reap`; a pool process's report → `on_pool_report`; a scrape →
-//! `serve_metrics`)
+//! `serve_metrics`; SIGUSR2 → `upgrade`: the same process re-executes its
+//! binary and the new image goes on from `upgrade::resume`, see
+//! `upgrade.rs`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
 //!
