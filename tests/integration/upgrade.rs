@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use mpecho_testkit::{
-    ChildGuard, Server, ServerOptions, TIMEOUT, binary, children_of, count_lines, echo, mpecho_bin,
-    stat_fields, wait_for, write_script,
+    ChildGuard, Server, ServerOptions, TIMEOUT, binary, children_of, count_lines, echo, is_root,
+    mpecho_bin, stat_fields, status_ids, wait_for, write_script,
 };
 
 /// The prefix of the build id's marker in the executable.
@@ -330,4 +330,31 @@ fn prefork_refuses_the_upgrade_and_serves_on() {
     let line = server.wait_for_log_line(&["upgrade refused"]);
     assert!(line.contains("--model prefork"), "{line}");
     assert_eq!(echo(&mut server.connect(), b"hi\n"), b"hi\n");
+}
+
+/// `--user nobody`: the master, no longer root, still upgrades (the new
+/// build is executable by it, the check runs as it), privileges are not
+/// dropped again, the log goes on in the file opened as root, and old and
+/// new clients are served.
+#[test]
+fn an_unprivileged_master_upgrades_too() {
+    if !is_root() {
+        eprintln!("skipped: --user needs root");
+        return;
+    }
+    let builds = Builds::new();
+    // The master, as nobody, must reach the builds to check and exec them.
+    fs::set_permissions(builds.dir.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    let server = builds.start(&["--user", "nobody"]);
+    let nobody = status_ids(server.pid, "Uid");
+    assert_ne!(nobody, vec![0; 4], "the master dropped root");
+    let mut client = server.connect_served();
+
+    install(&builds.b, &builds.exe);
+    let line = upgrade(&server);
+    assert!(line.contains(&version_of("BBBBBBBB")), "{line}");
+    assert_eq!(status_ids(server.pid, "Uid"), nobody);
+    assert_eq!(echo(&mut client, b"old\n"), b"old\n");
+    assert_eq!(echo(&mut server.connect(), b"new\n"), b"new\n");
+    assert_eq!(count_lines(&server.log(), "ERROR"), 0, "{}", server.log());
 }
