@@ -358,3 +358,30 @@ fn an_unprivileged_master_upgrades_too() {
     assert_eq!(echo(&mut server.connect(), b"new\n"), b"new\n");
     assert_eq!(count_lines(&server.log(), "ERROR"), 0, "{}", server.log());
 }
+
+/// After a log rotation (rename, SIGHUP), the descriptor handed over is
+/// the reopened file's: the new image and its workers write there, and
+/// SIGHUP in the new image reopens the same path again.
+#[test]
+fn the_log_reopened_before_an_upgrade_is_the_one_handed_over() {
+    let builds = Builds::new();
+    let server = builds.start(&[]);
+    let log = server.log_path().to_path_buf();
+    let rotated = log.with_extension("log.1");
+    fs::rename(&log, &rotated).expect("rotate the log");
+    server.signal(libc::SIGHUP);
+    server.wait_for_log_line(&["reopened log file"]);
+
+    install(&builds.b, &builds.exe);
+    upgrade(&server);
+    let (client, worker) = server.connect_served_worker();
+    drop(client);
+    server.wait_for_log_line(&[&format!("worker {worker} exited status=0")]);
+    let old = fs::read_to_string(&rotated).expect("read the rotated log");
+    assert!(!old.contains("upgraded from"), "{old}");
+
+    fs::rename(&log, &rotated).expect("rotate the log again");
+    server.signal(libc::SIGHUP);
+    server.wait_for_log_line(&["reopened log file"]);
+    assert_eq!(echo(&mut server.connect(), b"hi\n"), b"hi\n");
+}
