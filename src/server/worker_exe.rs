@@ -20,6 +20,9 @@
 //!   refused execution, by `vm.memfd_noexec` or a security policy: that too
 //!   is found here).
 //!
+//! [`run_once`] (run a program, read what it prints, bounded, reaped) also
+//! serves the upgrade's check of a new build (`upgrade.rs`).
+//!
 //! Never logs (the caller says what went wrong, once, on stderr) and never
 //! leaves the checked child unreaped.
 

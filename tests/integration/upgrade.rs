@@ -6,13 +6,14 @@
 //! as the master can tell, without a second compilation.
 
 use std::fs;
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use mpecho_testkit::{
     ChildGuard, Server, ServerOptions, TIMEOUT, binary, children_of, count_lines, echo, is_root,
-    mpecho_bin, stat_fields, status_ids, wait_for, write_script,
+    mpecho_bin, proxy_v1, stat_fields, status_ids, wait_for, write_script,
 };
 
 /// The prefix of the build id's marker in the executable.
@@ -321,15 +322,52 @@ fn workers_keep_their_build_and_the_new_image_reaps_them() {
 }
 
 /// What cannot be handed over is refused, saying why, and the master
-/// serves on: the pre-forked pool.
+/// serves on: the pre-forked pool, the iterative server.
 #[test]
-fn prefork_refuses_the_upgrade_and_serves_on() {
+fn prefork_and_iterative_refuse_the_upgrade_and_serve_on() {
+    for model in ["prefork", "iterative"] {
+        let builds = Builds::new();
+        let server = builds.start(&["--model", model]);
+        server.signal(libc::SIGUSR2);
+        let line = server.wait_for_log_line(&["upgrade refused"]);
+        assert!(line.contains(&format!("--model {model}")), "{line}");
+        assert_eq!(echo(&mut server.connect(), b"hi\n"), b"hi\n");
+    }
+}
+
+/// A connection waiting for its PROXY header is not handed over: the
+/// upgrade is refused while one waits, and works once none does.
+#[test]
+fn a_pending_proxy_header_defers_the_upgrade() {
     let builds = Builds::new();
-    let server = builds.start(&["--model", "prefork"]);
+    let server = builds.start(&["--proxy-protocol", "--trusted-proxy", "127.0.0.1/32"]);
+    let mut waiting = server.connect();
+    waiting
+        .write_all(b"PROXY TCP4 ")
+        .expect("send half a header");
+    // Accepted after the waiting one, so served once that one is taken.
+    let mut other = server.connect();
+    other
+        .write_all(&proxy_v1(
+            "203.0.113.9:1".parse().expect("an address"),
+            "192.0.2.1:2".parse().expect("an address"),
+        ))
+        .expect("send a header");
+    assert_eq!(echo(&mut other, b"ok\n"), b"ok\n");
+
     server.signal(libc::SIGUSR2);
     let line = server.wait_for_log_line(&["upgrade refused"]);
-    assert!(line.contains("--model prefork"), "{line}");
-    assert_eq!(echo(&mut server.connect(), b"hi\n"), b"hi\n");
+    assert!(line.contains("waiting for their PROXY header"), "{line}");
+    assert_eq!(echo(&mut other, b"still\n"), b"still\n");
+
+    drop(waiting);
+    wait_for("the abandoned header counted", TIMEOUT, || {
+        (server.figures().get("rejected_proxy") == 1).then_some(())
+    });
+    install(&builds.b, &builds.exe);
+    let line = upgrade(&server);
+    assert!(line.contains(&version_of("BBBBBBBB")), "{line}");
+    assert_eq!(echo(&mut other, b"after\n"), b"after\n");
 }
 
 /// `--user nobody`: the master, no longer root, still upgrades (the new
