@@ -33,6 +33,12 @@ const EXIT_USAGE: u8 = 2;
 /// subcommand concerned go to stderr with status 2 (clap alone shows the
 /// usage only for some kinds of error, not for an invalid value).
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    // clap's version text is fixed when this file is compiled; a build id
+    // stamped into the executable afterwards (`version.rs`) is read now.
+    if args.len() == 2 && matches!(args[1].to_str(), Some("--version" | "-V")) {
+        println!("mpecho {}", crate::version::version());
+        return Err(ExitCode::SUCCESS);
+    }
     let (args, program_args) = split_program_args(args);
     let mut cli: Cli = parse_as(args)?;
     if let Command::Serve(serve) = &mut cli.command {

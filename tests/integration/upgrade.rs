@@ -40,6 +40,14 @@ fn stamped_copy(dir: &Path, id: &str) -> PathBuf {
     let path = dir.join(format!("mpecho-{id}"));
     fs::write(&path, bytes).expect("write the stamped copy");
     fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).expect("chmod");
+    let said = Command::new(&path)
+        .arg("--version")
+        .output()
+        .expect("run --version");
+    assert_eq!(
+        String::from_utf8_lossy(&said.stdout),
+        format!("mpecho {}\n", version_of(id))
+    );
     path
 }
 
@@ -250,8 +258,8 @@ fn ten_upgrades_under_load_lose_nothing() {
     assert_eq!(start_time(pid), started);
 }
 
-/// A binary that fails the check (a script that exits 1, then a file that
-/// is not executable) is refused with one ERROR line each: the master
+/// A binary that fails the check (a script that exits 1, a file that is
+/// not executable, an mpecho that reads other state formats) is refused with one ERROR line each: the master
 /// serves on, unchanged, and a later good upgrade still works.
 #[test]
 fn a_bad_binary_is_refused_and_the_master_serves_on() {
@@ -273,6 +281,18 @@ fn a_bad_binary_is_refused_and_the_master_serves_on() {
     assert_eq!(count_lines(&server.log(), "ERROR"), 2, "{}", server.log());
     assert_eq!(echo(&mut client, b"again\n"), b"again\n");
     assert_eq!(echo(&mut server.connect(), b"new\n"), b"new\n");
+
+    // An mpecho that would not read this master's state.
+    write_script(
+        &script,
+        "printf 'mpecho-upgrade-check\\nversion 9.9.9\\nstate-formats 2 3\\n'",
+    );
+    install(&script, &builds.exe);
+    server.signal(libc::SIGUSR2);
+    server.wait_for_log_count("upgrade failed", 3);
+    let refused = server.wait_for_log_line(&["version 9.9.9"]);
+    assert!(refused.contains("reads state formats"), "{refused}");
+    assert_eq!(count_lines(&server.log(), "ERROR"), 3, "{}", server.log());
 
     install(&builds.b, &builds.exe);
     let line = upgrade(&server);
