@@ -303,7 +303,7 @@ fn a_bad_binary_is_refused_and_the_master_serves_on() {
 /// `--model fork`: a worker started before an upgrade keeps running the
 /// old build, one started after runs the new one; the new image reaps
 /// the old worker when it ends, counted once; SIGTERM right after an
-/// upgrade ends both.
+/// upgrade ends every worker, those of the previous build and the new.
 #[test]
 fn workers_keep_their_build_and_the_new_image_reaps_them() {
     let builds = Builds::new();
@@ -331,13 +331,17 @@ fn workers_keep_their_build_and_the_new_image_reaps_them() {
 
     install(&builds.a, &builds.exe);
     upgrade(&server);
+    let (_newest_client, newest_worker) = server.connect_served_worker();
     server.signal(libc::SIGTERM);
     let status = server.wait_exit(TIMEOUT);
     assert!(status.success(), "{status:?}\n{}", server.log());
+    let log = server.log();
+    for worker in [new_worker, newest_worker] {
+        assert!(log.contains(&format!("worker {worker} exited")), "{log}");
+    }
     assert!(
-        server.log().contains("final figures active=0"),
-        "{}",
-        server.log()
+        log.contains("asking 2 workers to finish") && log.contains("final figures active=0"),
+        "{log}"
     );
 }
 
