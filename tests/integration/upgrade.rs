@@ -6,7 +6,7 @@
 //! as the master can tell, without a second compilation.
 
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -446,4 +446,49 @@ fn the_log_reopened_before_an_upgrade_is_the_one_handed_over() {
     server.signal(libc::SIGHUP);
     server.wait_for_log_line(&["reopened log file"]);
     assert_eq!(echo(&mut server.connect(), b"hi\n"), b"hi\n");
+}
+
+/// The exposition as text (one GET, read to the close).
+fn scrape(at: std::net::SocketAddr) -> String {
+    let mut conn = std::net::TcpStream::connect(at).expect("connect to the metrics");
+    conn.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response)
+        .expect("read the response");
+    response
+}
+
+/// `--metrics`: the metrics listener is handed over (same address, never
+/// closed), and the counters and uptime go on from where they were.
+#[test]
+fn the_metrics_endpoint_and_its_counters_carry_on() {
+    let builds = Builds::new();
+    let server = builds.start(&["--metrics", "127.0.0.1:0"]);
+    let metrics = server.metrics_addr();
+    let (client, worker) = server.connect_served_worker();
+    drop(client);
+    server.wait_for_log_line(&[&format!("worker {worker} exited status=0")]);
+    let before = scrape(metrics);
+    assert!(
+        before.contains("mpecho_connections_accepted_total 1\n"),
+        "{before}"
+    );
+
+    install(&builds.b, &builds.exe);
+    upgrade(&server);
+    let _still = server.connect_served();
+    let after = scrape(metrics);
+    assert!(
+        after.contains("mpecho_connections_accepted_total 2\n")
+            && after.contains("mpecho_workers_active 1\n"),
+        "{after}"
+    );
+    let started = |text: &str| {
+        text.lines()
+            .find(|l| l.starts_with("process_start_time_seconds "))
+            .map(str::to_string)
+    };
+    assert_eq!(started(&before), started(&after));
 }
