@@ -151,7 +151,8 @@ impl Master {
         if self.idle_watch.is_some() {
             return Some(
                 "--exec with an idle timeout is not supported: the master holds every \
-                 program's connection to watch it, and those are not handed over"
+                 program's connection to watch it, and those are not handed over \
+                 (--idle-timeout 0 allows upgrades)"
                     .into(),
             );
         }
