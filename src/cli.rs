@@ -33,6 +33,12 @@ const EXIT_USAGE: u8 = 2;
 /// subcommand concerned go to stderr with status 2 (clap alone shows the
 /// usage only for some kinds of error, not for an invalid value).
 pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    // clap's version text is fixed when this file is compiled; a build id
+    // stamped into the executable afterwards (`version.rs`) is read now.
+    if args.len() == 2 && matches!(args[1].to_str(), Some("--version" | "-V")) {
+        println!("mpecho {}", crate::version::version());
+        return Err(ExitCode::SUCCESS);
+    }
     let (args, program_args) = split_program_args(args);
     let mut cli: Cli = parse_as(args)?;
     if let Command::Serve(serve) = &mut cli.command {
@@ -140,6 +146,10 @@ pub enum Command {
     /// descriptor 3, as systemd's `Accept=yes` units did.
     #[command(hide = true)]
     Worker,
+    /// Internal: say which version this build is and which state formats
+    /// it reads, for a master about to upgrade to it (SIGUSR2).
+    #[command(hide = true)]
+    UpgradeCheck,
 }
 
 /// Where `mpecho serve` listens when neither `--listen` nor a socket

@@ -17,4 +17,5 @@ pub mod server;
 pub mod signals;
 pub mod sys;
 pub mod systemd;
+pub mod version;
 pub mod worker;

@@ -91,6 +91,13 @@ impl Sink {
         })
     }
 
+    /// The log file `path` already open on `fd`: an upgraded master's
+    /// (`server/upgrade.rs`), handed over by the image before it, reopens
+    /// included; SIGHUP reopens `path` as usual.
+    pub fn adopted_file(fd: OwnedFd, path: PathBuf) -> Sink {
+        Sink::File { fd, path }
+    }
+
     /// The log file's descriptor, to hand to workers; `None` for stderr,
     /// which workers inherit as it is.
     pub fn file_fd(&self) -> Option<BorrowedFd<'_>> {

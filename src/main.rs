@@ -52,6 +52,7 @@ fn run() -> ExitCode {
         Command::Chat(args) => mpecho::chat::client::main(args),
         Command::Rules(args) => mpecho::rules::main(args),
         Command::Worker => mpecho::worker::main(&[]),
+        Command::UpgradeCheck => mpecho::server::upgrade_check(),
     }
 }
 

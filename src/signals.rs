@@ -47,7 +47,11 @@ impl Signals {
         for &sig in signals {
             sys::install_handler(sig, record_signal, &set)?;
         }
-        let wait_mask = sys::block_signals(&set)?;
+        // The mask in force before, minus the handled signals: a master
+        // upgraded in place (`server/upgrade.rs`) starts with them already
+        // blocked (exec keeps the mask), and sleeping with that mask would
+        // never let them in.
+        let wait_mask = sys::block_signals(&set)?.without(signals);
         Ok(Signals { wait_mask })
     }
 

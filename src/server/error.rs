@@ -38,6 +38,9 @@ pub enum ServeError {
     Privileges(#[from] PrivilegeError),
     #[error(transparent)]
     Activation(#[from] ActivationError),
+    /// The state an upgrade in place handed over could not be taken.
+    #[error("could not take over from the previous image: {0}")]
+    Handover(String),
     #[error("--rules: {0}")]
     Rules(#[from] crate::rules::LoadError),
 }

@@ -7,7 +7,7 @@
 //! pause, warning summaries, end of the grace period, a scrape's or a
 //! PROXY header's deadline). After each
 //! wake-up the loop reaps first (so the worker count is exact), then handles
-//! shutdown and report requests, then accepts a bounded batch
+//! shutdown, reload, report and upgrade requests, then accepts a bounded batch
 //! (`accept.rs`), then serves scrapes (`metrics/`), then runs the timers.
 //! Every decision about workers is taken here, in order, never in a signal
 //! handler. The service manager hears about the rare events (ready,
@@ -20,6 +20,7 @@
 //! much as with none; `waitid(P_PIDFD)` looks at the one child that ended.
 
 use std::net::TcpListener;
+use std::path::PathBuf;
 use std::time::{Instant, SystemTime};
 
 use crate::cli::Model;
@@ -49,13 +50,15 @@ use super::workers::Workers;
 
 /// Signals the master handles; all of them are reset to their defaults in
 /// workers, together with SIGPIPE, which `main` ignores. SIGHUP (logrotate,
-/// a closed terminal, `systemctl reload`) reloads and never stops the master.
-const HANDLED: [libc::c_int; 5] = [
+/// a closed terminal, `systemctl reload`) reloads and never stops the master;
+/// SIGUSR2 upgrades it in place (`upgrade.rs`).
+pub(super) const HANDLED: [libc::c_int; 6] = [
     libc::SIGCHLD,
     libc::SIGTERM,
     libc::SIGINT,
     libc::SIGUSR1,
     libc::SIGHUP,
+    libc::SIGUSR2,
 ];
 
 /// The listener's token in epoll; workers are registered by pid, the
@@ -105,10 +108,14 @@ pub struct Master {
     /// (a scrape then shows the workers leaving), and is closed when the
     /// loop ends, as soon as the last worker is reaped.
     pub(super) metrics: Option<Endpoint>,
-    draining: Option<Draining>,
-    started: Instant,
-    started_at: SystemTime,
+    pub(super) draining: Option<Draining>,
+    pub(super) started: Instant,
+    pub(super) started_at: SystemTime,
     pub(super) notifier: Notifier,
+    /// The executable this master was started from, resolved once at the
+    /// first boot and handed on by every upgrade: what SIGUSR2 execs
+    /// (`None`: /proc/self/exe could not be read, upgrades are refused).
+    pub(super) exe: Option<PathBuf>,
 }
 
 impl Master {
@@ -117,6 +124,59 @@ impl Master {
     /// (`listening on ADDR` on stdout, then `READY=1` to the service
     /// manager) once nothing can fail any more.
     pub fn boot(
+        listener: TcpListener,
+        metrics: Option<TcpListener>,
+        config: Config,
+        notifier: Notifier,
+    ) -> Result<Master, ServeError> {
+        let mut master = Master::assemble(listener, metrics, config, notifier)?;
+        // Resolved now, once: a later upgrade execs this path even after
+        // the file there has been replaced (then /proc/self/exe says
+        // `(deleted)`).
+        master.exe = std::fs::read_link("/proc/self/exe").ok();
+        let addr = master.listener_addr()?;
+        let metrics_addr = match &mut master.metrics {
+            Some(endpoint) => Some(endpoint.local_addr().map_err(ServeError::LocalAddr)?),
+            None => None,
+        };
+        let admission = &master.config.admission;
+        info!(
+            "started: listening on {addr}, model={} max_workers={} max_per_ip={} on_full={} idle_timeout={}s grace={}s",
+            master.config.model.name(),
+            admission.max_workers,
+            admission.max_per_ip,
+            admission.on_full.name(),
+            master.config.worker.idle_timeout,
+            master.config.grace.as_secs_f64()
+        );
+        if let Some(addr) = metrics_addr {
+            info!("metrics on {addr}");
+        }
+        if let Some(proxy) = &master.config.proxy {
+            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
+            info!(
+                "PROXY protocol: a header is required, from {} only, within {}s",
+                trusted.join(" "),
+                proxy.timeout.as_secs()
+            );
+        }
+        net::announce_listening(addr).map_err(ServeError::Announce)?;
+        master.notifier.ready(format_args!("listening on {addr}"));
+        Ok(master)
+    }
+
+    /// The listening socket's address.
+    fn listener_addr(&self) -> Result<std::net::SocketAddr, ServeError> {
+        self.listener
+            .local_addr()
+            .ok_or_else(|| ServeError::LocalAddr(std::io::Error::other("the listener is closed")))?
+            .map_err(ServeError::LocalAddr)
+    }
+
+    /// The master with its signal handling, spawner and listeners set up,
+    /// before it says anything: shared by a boot and an upgrade's new
+    /// image (`upgrade.rs`), which then fills in what it was handed.
+    pub(super) fn assemble(
         listener: TcpListener,
         metrics: Option<TcpListener>,
         config: Config,
@@ -154,14 +214,10 @@ impl Master {
         }
         let acceptor = Acceptor::new(listener);
         let listener = Listener::open(acceptor, &epoll, LISTENER).map_err(ServeError::Epoll)?;
-        let mut metrics = metrics
+        let metrics = metrics
             .map(|socket| Endpoint::open(socket, &epoll))
             .transpose()
             .map_err(ServeError::Epoll)?;
-        let metrics_addr = match &mut metrics {
-            Some(endpoint) => Some(endpoint.local_addr().map_err(ServeError::LocalAddr)?),
-            None => None,
-        };
         let now = Instant::now();
         let master = Master {
             monitor: Schedule::new(config.monitor_interval, now),
@@ -197,30 +253,8 @@ impl Master {
             started: now,
             started_at: SystemTime::now(),
             notifier,
+            exe: None,
         };
-        let admission = &master.config.admission;
-        info!(
-            "started: listening on {addr}, model={} max_workers={} max_per_ip={} on_full={} idle_timeout={}s grace={}s",
-            master.config.model.name(),
-            admission.max_workers,
-            admission.max_per_ip,
-            admission.on_full.name(),
-            master.config.worker.idle_timeout,
-            master.config.grace.as_secs_f64()
-        );
-        if let Some(addr) = metrics_addr {
-            info!("metrics on {addr}");
-        }
-        if let Some(proxy) = &master.config.proxy {
-            let trusted: Vec<String> = proxy.trusted.iter().map(ToString::to_string).collect();
-            info!(
-                "PROXY protocol: a header is required, from {} only, within {}s",
-                trusted.join(" "),
-                proxy.timeout.as_secs()
-            );
-        }
-        net::announce_listening(addr).map_err(ServeError::Announce)?;
-        master.notifier.ready(format_args!("listening on {addr}"));
         Ok(master)
     }
 
@@ -354,6 +388,11 @@ impl Master {
         }
         if self.signals.take(libc::SIGUSR1) {
             info!("figures {}", self.snapshot().figures());
+        }
+        // Last: everything the signals above asked for is done, and the
+        // figures just logged are the ones handed over.
+        if self.signals.take(libc::SIGUSR2) {
+            self.upgrade();
         }
     }
 

@@ -57,6 +57,22 @@ impl Lifetimes {
         self.sum
     }
 
+    /// The histogram as numbers: sum, count and the count per bucket (for
+    /// the state an upgrade hands over, `handover.rs`).
+    pub fn parts(&self) -> (Duration, u64, &[u64]) {
+        (self.sum, self.count, &self.in_bucket)
+    }
+
+    /// The histogram [`Lifetimes::parts`] gave; `None` if the buckets are
+    /// not this build's number of buckets.
+    pub fn from_parts(sum: Duration, count: u64, buckets: &[u64]) -> Option<Lifetimes> {
+        Some(Lifetimes {
+            in_bucket: buckets.try_into().ok()?,
+            sum,
+            count,
+        })
+    }
+
     /// The cumulative counts, as the exposition format wants them: for each
     /// bound, the lifetimes at or below it, then `None` (`+Inf`) with all.
     pub fn cumulative(&self) -> impl Iterator<Item = (Option<f64>, u64)> + '_ {

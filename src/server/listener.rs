@@ -71,6 +71,17 @@ impl Listener {
         })
     }
 
+    /// The socket, whatever the state, until it is closed (an upgrade in
+    /// place hands it over as it is).
+    pub fn fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.acceptor.as_ref().map(Acceptor::fd)
+    }
+
+    /// The address it listens on, until it is closed.
+    pub fn local_addr(&self) -> Option<io::Result<SocketAddr>> {
+        self.acceptor.as_ref().map(Acceptor::local_addr)
+    }
+
     pub fn state(&self) -> State {
         self.state
     }

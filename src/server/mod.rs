@@ -6,7 +6,9 @@
 //! on`, `READY=1`) → serve (`Master::run`: `accept_batch` → (with
 //! `--proxy-protocol`, `await_header`/`on_pending` first) → `admission` →
 //! `start_worker` or `turn_away`; pidfd ready → `reap`; a pool process's report → `on_pool_report`; a scrape →
-//! `serve_metrics`)
+//! `serve_metrics`; SIGUSR2 → `upgrade`: the same process re-executes its
+//! binary and the new image goes on from `upgrade::resume`, see
+//! `upgrade.rs`)
 //! → shutdown (`begin_shutdown`: close listener, SIGTERM+SIGCONT, grace,
 //! SIGKILL, reap all) → final figures → exit 0.
 //!
@@ -23,6 +25,7 @@ mod config;
 mod error;
 mod event_loop;
 mod fork;
+mod handover;
 mod idle;
 mod iterative;
 mod lifetimes;
@@ -39,6 +42,7 @@ mod reload;
 mod shutdown;
 mod spawn;
 mod throttle;
+mod upgrade;
 mod worker_exe;
 mod workers;
 
@@ -56,6 +60,7 @@ pub use admission::Admission;
 pub use config::{Config, WorkerSettings};
 pub use error::ServeError;
 pub use event_loop::Master;
+pub use upgrade::{CHECK_SUBCOMMAND, upgrade_check};
 
 /// Entry point for `mpecho serve`.
 pub fn main(args: ServeArgs) -> ExitCode {
@@ -69,7 +74,15 @@ pub fn main(args: ServeArgs) -> ExitCode {
 }
 
 fn serve(args: ServeArgs) -> Result<(), ServeError> {
+    // First of all, while the descriptors handed over are still open
+    // across exec: the next step makes them close-on-exec again.
+    let handover = upgrade::take_handover()?;
     sys::close_inherited_fds_on_exec().map_err(ServeError::InheritedFds)?;
+    if let Some(state) = handover {
+        // Already bound, logging, notifying and (with --user) not root:
+        // none of the boot below is done again.
+        return upgrade::resume(&args, state);
+    }
     // Before anything opens a descriptor: passed sockets are on 3, 4, …
     let activated = activation::take_listener(args.listen_fd_name.as_deref())?;
     let identity = privileges::resolve(args.user.as_deref(), args.group.as_deref())?;

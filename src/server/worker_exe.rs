@@ -20,6 +20,9 @@
 //!   refused execution, by `vm.memfd_noexec` or a security policy: that too
 //!   is found here).
 //!
+//! [`run_once`] (run a program, read what it prints, bounded, reaped) also
+//! serves the upgrade's check of a new build (`upgrade.rs`).
+//!
 //! Never logs (the caller says what went wrong, once, on stderr) and never
 //! leaves the checked child unreaped.
 
@@ -152,7 +155,10 @@ pub fn check(
 /// Spawns `argv` with its standard output on a pipe, reads what it prints
 /// until it exits (or [`CHECK_TIMEOUT`]: then it is killed), and reaps
 /// it. The status is `None` when it had to be killed.
-fn run_once(template: &mut SpawnTemplate, argv: &Argv) -> io::Result<(Vec<u8>, Option<ExitKind>)> {
+pub(super) fn run_once(
+    template: &mut SpawnTemplate,
+    argv: &Argv,
+) -> io::Result<(Vec<u8>, Option<ExitKind>)> {
     let (low_reader, low_writer) = io::pipe()?;
     // Both ends above the numbers a spawn maps (the pipe could otherwise
     // land on 1, the target), and only those: the child's copy of the

@@ -101,6 +101,12 @@ impl Workers {
         self.live.is_empty()
     }
 
+    /// Carries over the peak an earlier image of this master reached (an
+    /// upgrade in place): the figures keep counting from there.
+    pub fn carry_peak(&mut self, peak: usize) {
+        self.peak = self.peak.max(peak);
+    }
+
     /// Sets how many slots processes without a client hold (see `reserved`).
     pub fn reserve(&mut self, slots: usize) {
         self.reserved = slots;

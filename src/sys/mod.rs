@@ -9,6 +9,8 @@
 //! - `io.rs`: unbuffered reads and writes, one system call per attempt;
 //! - `spawn.rs`: starting a program opened once with a vfork-style clone
 //!   and `execveat` (`SpawnTemplate`) and the C strings it takes;
+//! - `exec.rs`: replacing this process's image in place (the master's
+//!   upgrade): a sealed memory file, the close-on-exec flag, `execve`;
 //! - `fork.rs`: starting a worker without exec (`--model fork`): a plain
 //!   fork, or one sharing the descriptor table until the child has copied
 //!   the little it needs; the child's set-up, the worker's session, `_exit`;
@@ -40,6 +42,7 @@ use std::ffi::c_int;
 
 mod clock;
 mod events;
+mod exec;
 mod fd;
 mod fork;
 mod io;
@@ -53,6 +56,7 @@ mod spawn;
 
 pub use clock::monotonic_usec;
 pub use events::{Epoll, EpollEvent, Interest, peer_closed, wait_for_events};
+pub use exec::{exec_in_place, sealed_memfd, set_cloexec};
 pub use fd::{
     adopt_inherited_fd, check_executable, close_inherited_fds_on_exec, dup_at_least, dup_to,
     ensure_standard_fds, memfd_executable, open_executable, replace_fd, set_nonblocking,

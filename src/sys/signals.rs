@@ -53,6 +53,16 @@ impl SignalSet {
         }
         set
     }
+
+    /// This set without `signals`.
+    pub fn without(mut self, signals: &[c_int]) -> Self {
+        for &sig in signals {
+            // SAFETY: the set is initialised; an invalid number only makes
+            // sigdelset return EINVAL, which leaves the set unchanged.
+            unsafe { libc::sigdelset(&mut self.0, sig) };
+        }
+        self
+    }
 }
 
 /// Installs `handler` for `sig` with `sigaction` semantics: the handled

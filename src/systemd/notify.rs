@@ -36,6 +36,9 @@ pub const NOTIFY_VARS: [&str; 3] = ["NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_
 pub struct Notifier {
     target: Option<Target>,
     watchdog: Option<Watchdog>,
+    /// `WATCHDOG_USEC` as given, handed over with `NOTIFY_SOCKET` on an
+    /// upgrade in place (the variables are gone from the environment).
+    watchdog_usec: Option<String>,
 }
 
 struct Target {
@@ -60,6 +63,7 @@ impl Notifier {
         Notifier {
             target: None,
             watchdog: None,
+            watchdog_usec: None,
         }
     }
 
@@ -74,6 +78,18 @@ impl Notifier {
             get("WATCHDOG_PID"),
         );
         sys::unset_env(&NOTIFY_VARS);
+        Notifier::from_vars(socket, usec, pid, now)
+    }
+
+    /// The notifier the variables describe, as [`Notifier::from_env`]
+    /// found them, or as an upgraded master was handed them (`pid`: `None`,
+    /// the watchdog is this process's).
+    pub fn from_vars(
+        socket: Option<String>,
+        usec: Option<String>,
+        pid: Option<String>,
+        now: Instant,
+    ) -> Notifier {
         let Some(name) = socket else {
             return Notifier::disabled();
         };
@@ -98,6 +114,16 @@ impl Notifier {
         Notifier {
             target: Some(target),
             watchdog,
+            watchdog_usec: usec,
+        }
+    }
+
+    /// `NOTIFY_SOCKET` and `WATCHDOG_USEC` as read, for the next image of
+    /// an upgraded master; `(None, None)` without a service manager.
+    pub fn handover(&self) -> (Option<String>, Option<String>) {
+        match &self.target {
+            Some(target) => (Some(target.name.clone()), self.watchdog_usec.clone()),
+            None => (None, None),
         }
     }
 
@@ -253,6 +279,7 @@ mod tests {
                 interval: Duration::from_millis(100),
                 next: start + Duration::from_millis(100),
             }),
+            watchdog_usec: Some("200000".into()),
         };
         notifier.ready("listening on 127.0.0.1:9190");
         notifier.on_tick(start + Duration::from_millis(50));

@@ -32,4 +32,5 @@ mod rules_check;
 mod shutdown;
 mod signals_under_load;
 mod systemd;
+mod upgrade;
 mod worker_executable;

@@ -145,6 +145,16 @@ struct Context<'a, R> {
 }
 
 impl Endpoint {
+    /// The listening socket, for an upgrade in place to hand over.
+    pub fn listener_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.listener.fd()
+    }
+
+    /// Whether a scrape is being served (an upgrade would cut it off).
+    pub fn busy(&self) -> bool {
+        self.slots.iter().any(|slot| slot.connection.is_some())
+    }
+
     /// Starts watching `listener` in `epoll`.
     pub fn open(listener: TcpListener, epoll: &Epoll) -> io::Result<Endpoint> {
         let listener = Listener::open(Acceptor::new(listener), epoll, LISTENER_TOKEN)?;

@@ -323,3 +323,33 @@ fn the_chat_relay_is_ready_reloads_and_stops() {
     manager.until("STOPPING=1", |m| m.starts_with("STOPPING=1"));
     assert_eq!(relay.wait_exit(TIMEOUT).code(), Some(0));
 }
+
+/// SIGUSR2 under systemd: `RELOADING=1` before the check, `READY=1` from
+/// the new image, which was handed `NOTIFY_SOCKET` and `WATCHDOG_USEC`
+/// in the state (they left the environment at the first start, so the
+/// exec did not carry them) and keeps the watchdog fed.
+#[test]
+fn sigusr2_is_reloading_then_ready_from_the_new_image() {
+    let manager = Manager::at_path();
+    let server = manager.start("serve", &[], &[("WATCHDOG_USEC", "200000")]);
+    manager.until("READY=1", |m| m.contains("READY=1"));
+    server.signal(libc::SIGUSR2);
+    manager.until("RELOADING=1", |m| m.starts_with("RELOADING=1"));
+    let ready = manager.until("READY=1 after the upgrade", |m| m.starts_with("READY=1"));
+    assert!(
+        ready
+            .last()
+            .is_some_and(|m| m.starts_with("READY=1\nSTATUS=active=0 ")),
+        "{ready:?}"
+    );
+    server.wait_for_log_line(&["upgraded from"]);
+    manager.until("WATCHDOG=1 from the new image", |m| m == "WATCHDOG=1");
+    // /proc/PID/environ is the block the exec was given.
+    assert!(
+        !environ(server.pid)
+            .iter()
+            .any(|v| v.starts_with("NOTIFY_SOCKET=") || v.starts_with("WATCHDOG_")),
+        "{:?}",
+        environ(server.pid)
+    );
+}
