@@ -340,30 +340,9 @@ fn check(exe: &Path, shown: &str) -> Result<CheckAnswer, UpgradeError> {
         }),
         _ => Err(UpgradeError::Check {
             exe: shown.to_string(),
-            answer: describe(&text, status),
+            answer: worker_exe::describe_answer(&output, status),
         }),
     }
-}
-
-/// What a failed check printed and how it ended, in a few words.
-fn describe(text: &str, status: Option<ExitKind>) -> String {
-    let first: String = text
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(120)
-        .collect();
-    let printed = match first.trim_end() {
-        "" => "printed nothing".to_string(),
-        line => format!("printed {line:?}"),
-    };
-    let ended = match status {
-        Some(ExitKind::Code(code)) => format!("exited with status {code}"),
-        Some(ExitKind::Signal(sig)) => format!("was killed by {}", sys::signal_name(sig)),
-        None => "did not finish in time (killed)".to_string(),
-    };
-    format!("{printed} and {ended}")
 }
 
 /// This process's environment, plus where the state is.

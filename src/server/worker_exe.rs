@@ -124,8 +124,17 @@ pub fn check(
     if status == Some(ExitKind::Code(0)) && answer == expected.as_bytes() {
         return Ok(());
     }
-    // Its first line says enough (another program's --version, a usage).
-    let text = String::from_utf8_lossy(&answer);
+    Err(WorkerExeError::Mismatch {
+        what: what.to_string(),
+        answer: describe_answer(&answer, status),
+    })
+}
+
+/// What a checked program printed and how it ended, in a few words, for
+/// the message that refuses it: its first line says enough (another
+/// program's `--version`, a usage).
+pub(super) fn describe_answer(answer: &[u8], status: Option<ExitKind>) -> String {
+    let text = String::from_utf8_lossy(answer);
     let first: String = text
         .lines()
         .next()
@@ -146,10 +155,7 @@ pub fn check(
             CHECK_TIMEOUT.as_secs()
         ),
     };
-    Err(WorkerExeError::Mismatch {
-        what: what.to_string(),
-        answer: format!("{printed} and {ended}"),
-    })
+    format!("{printed} and {ended}")
 }
 
 /// Spawns `argv` with its standard output on a pipe, reads what it prints

@@ -57,7 +57,7 @@ pub use log::{
 };
 pub use net::{
     assert_connection_ended, connect_from, connect_to, connect_when_listening, echo,
-    lines_until_end, read_once, stall_worker_writing, text,
+    lines_until_end, metrics_text, read_once, stall_worker_writing, text,
 };
 pub use process::{
     RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,

@@ -144,3 +144,17 @@ pub fn lines_until_end(client: &TcpStream) -> Vec<String> {
     }
     panic!("no END line: {lines:?}");
 }
+
+/// The metrics endpoint's exposition as raw text (`GET /metrics` over
+/// HTTP/1.0, read to the close), for tests that look for a line or two; the
+/// metrics tests read it with the real Prometheus parser instead.
+pub fn metrics_text(at: SocketAddr) -> String {
+    let mut conn = TcpStream::connect(at).expect("connect to the metrics");
+    conn.set_read_timeout(Some(TIMEOUT)).expect("timeout");
+    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
+        .expect("send the request");
+    let mut response = String::new();
+    conn.read_to_string(&mut response)
+        .expect("read the response");
+    response
+}

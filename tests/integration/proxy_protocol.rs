@@ -11,8 +11,8 @@ use std::process::{Command, Stdio};
 
 use mpecho_testkit::{
     ChildGuard, Server, ServerOptions, TIMEOUT, assert_connection_ended, connect_from, echo,
-    lines_until_end, proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_local, proxy_v2_raw, wait_for,
-    write_script,
+    lines_until_end, metrics_text, proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_local,
+    proxy_v2_raw, wait_for, write_script,
 };
 
 /// The options every server here runs with: headers from 127.0.0.1 only.
@@ -229,24 +229,12 @@ fn bad_slow_and_untrusted_headers_are_closed_and_counted() {
         assert_eq!(figures.get("rejected"), 1, "{reason}");
         assert_eq!(figures.get("accepted"), 0, "{reason}");
         assert!(server.worker_pids().is_empty(), "{reason}: a worker ran");
-        let scrape = scrape_metrics(server.metrics_addr());
+        let scrape = metrics_text(server.metrics_addr());
         assert!(
             scrape.contains("mpecho_connections_rejected_total{reason=\"proxy\"} 1\n"),
             "{reason}: {scrape}"
         );
     }
-}
-
-/// The exposition as text (one GET, read to the close).
-fn scrape_metrics(at: SocketAddr) -> String {
-    let mut conn = TcpStream::connect(at).expect("connect to the metrics");
-    conn.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .expect("send the request");
-    let mut response = String::new();
-    conn.read_to_string(&mut response)
-        .expect("read the response");
-    response
 }
 
 /// The forked models (`fork`, `prefork`, whose children get no UCSPI

@@ -6,14 +6,14 @@
 //! as the master can tell, without a second compilation.
 
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use mpecho_testkit::{
     ChildGuard, Server, ServerOptions, TIMEOUT, binary, children_of, count_lines, echo, is_root,
-    mpecho_bin, proxy_v1, stat_fields, status_ids, wait_for, write_script,
+    metrics_text, mpecho_bin, proxy_v1, stat_fields, status_ids, wait_for, write_script,
 };
 
 /// The prefix of the build id's marker in the executable.
@@ -448,18 +448,6 @@ fn the_log_reopened_before_an_upgrade_is_the_one_handed_over() {
     assert_eq!(echo(&mut server.connect(), b"hi\n"), b"hi\n");
 }
 
-/// The exposition as text (one GET, read to the close).
-fn scrape(at: std::net::SocketAddr) -> String {
-    let mut conn = std::net::TcpStream::connect(at).expect("connect to the metrics");
-    conn.set_read_timeout(Some(TIMEOUT)).expect("timeout");
-    conn.write_all(b"GET /metrics HTTP/1.0\r\n\r\n")
-        .expect("send the request");
-    let mut response = String::new();
-    conn.read_to_string(&mut response)
-        .expect("read the response");
-    response
-}
-
 /// `--metrics`: the metrics listener is handed over (same address, never
 /// closed), and the counters and uptime go on from where they were.
 #[test]
@@ -470,7 +458,7 @@ fn the_metrics_endpoint_and_its_counters_carry_on() {
     let (client, worker) = server.connect_served_worker();
     drop(client);
     server.wait_for_log_line(&[&format!("worker {worker} exited status=0")]);
-    let before = scrape(metrics);
+    let before = metrics_text(metrics);
     assert!(
         before.contains("mpecho_connections_accepted_total 1\n"),
         "{before}"
@@ -479,7 +467,7 @@ fn the_metrics_endpoint_and_its_counters_carry_on() {
     install(&builds.b, &builds.exe);
     upgrade(&server);
     let _still = server.connect_served();
-    let after = scrape(metrics);
+    let after = metrics_text(metrics);
     assert!(
         after.contains("mpecho_connections_accepted_total 2\n")
             && after.contains("mpecho_workers_active 1\n"),
