@@ -1,11 +1,14 @@
 //! The master's single-threaded event loop: wait, then act on what woke us.
 //!
 //! One `epoll_pwait` waits for the listener, a worker's pidfd (readable when
-//! it exits), the metrics endpoint's sockets (`--metrics`), connections
-//! waiting for their PROXY header (`--proxy-protocol`, `pending.rs`), a
-//! handled signal, or the next timer (monitor tick, end of an accept
-//! pause, warning summaries, end of the grace period, a scrape's or a
-//! PROXY header's deadline). After each
+//! it exits), a pool process's report (`--model prefork`, `pool/`), the
+//! iterative model's session, the metrics endpoint's sockets
+//! (`--metrics`), connections waiting for their PROXY header
+//! (`--proxy-protocol`, `pending.rs`), a handled signal, or the next timer
+//! (monitor tick, end of an accept pause, warning summaries, end of the
+//! grace period, a scrape's or a PROXY header's deadline, an `--exec`
+//! program's idle check, the pool's next retirement or fork retry). Each
+//! turn starts by keeping the pool's spares (`maintain_pool`). After each
 //! wake-up the loop reaps first (so the worker count is exact), then handles
 //! shutdown, reload, report and upgrade requests, then accepts a bounded batch
 //! (`accept.rs`), then serves scrapes (`metrics/`), then runs the timers.

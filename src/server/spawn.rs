@@ -1,9 +1,12 @@
 //! Starting a worker: executing `mpecho-worker`, opened and checked once
 //! at boot (`worker_exe.rs`), with the client on descriptor 3 and (when
-//! logging to a file) the log on 4, as `handoff.rs` defines, or, with
-//! `--model fork`, forking one that serves without exec (`fork.rs`); then,
-//! either way, watching it through a pidfd and entering it in the workers
-//! table.
+//! logging to a file) the log on 4, as `handoff.rs` defines; or an
+//! `--exec` program, found at boot (`program.rs`), with the client on 0
+//! and 1; or, with `--model fork`, forking one that serves without exec
+//! (`fork.rs`); then, every way, watching it through a pidfd and entering
+//! it in the workers table (and, for a program, in the idle watch,
+//! `idle.rs`). A start that fails is counted here, with the client's
+//! last word (`--reject-message`).
 //!
 //! The argument vector and environment are built once at boot, and the
 //! connection's variables are written into a buffer of the spawner's, so a

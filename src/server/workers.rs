@@ -1,11 +1,16 @@
 //! The workers table: every live worker the master started, by pid, with
-//! how many come from each client address.
+//! how many come from each client address. In `--model prefork` an entry is
+//! a pool process while it serves a client (its connection, not the
+//! process: it leaves when the client does), and `reserve` counts the pool
+//! processes on their way out, which hold a slot of `--max-workers` too.
 //!
-//! A pid enters the table right after a successful spawn and leaves it only
-//! when it is reaped (see `reap.rs`: `waitid` on its pidfd, or `waitpid`
-//! for a worker without one). Every way a worker can end
-//! (exit, crash, SIGKILL, shutdown) goes through that one removal, so a
-//! per-address slot is released exactly once. The table never silently
+//! A pid enters the table right after a successful spawn (or hand-over to
+//! a pool process) and leaves it only through `reap::record_end`: when it
+//! is reaped (`waitid` on its pidfd, or `waitpid` for a worker without
+//! one), or when its pool process reports the client gone. Every way a
+//! connection can end (exit, crash, SIGKILL, shutdown, a report) goes
+//! through that one removal, so a per-address slot is released exactly
+//! once. The table never silently
 //! stops tracking: the limits are checked against it *before* spawning
 //! (DESIGN §4), so at shutdown the master can signal every worker it owns.
 
