@@ -617,6 +617,22 @@ pub struct ChatServerArgs {
           value_parser = handoff::parse_idle_timeout)]
     pub idle_timeout: IdleTimeout,
 
+    /// Share one room with other relays through Redis pub/sub, as
+    /// redis://HOST:PORT[/DB]. Without Redis (down at start or later) the
+    /// relay keeps relaying among its own clients and reconnects.
+    #[arg(long, value_name = "URL", value_parser = parse_redis)]
+    pub redis: Option<RedisUrl>,
+
+    /// The room shared through --redis: relays in the same room hear each
+    /// other's clients.
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "mpecho",
+        requires = "redis"
+    )]
+    pub room: String,
+
     /// Append the log to this file instead of standard error.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
@@ -655,4 +671,15 @@ pub enum RulesCommand {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+}
+
+/// `--redis`: where the room's Redis is.
+#[derive(Debug, Clone)]
+pub struct RedisUrl {
+    pub addr: SocketAddr,
+    pub db: u32,
+}
+
+fn parse_redis(url: &str) -> Result<RedisUrl, String> {
+    crate::chat::cluster::parse_redis_url(url).map(|(addr, db)| RedisUrl { addr, db })
 }

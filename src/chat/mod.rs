@@ -3,11 +3,15 @@
 //! the sender's address; `mpecho chat` is its two-process client.
 //!
 //! This module holds the wire conventions both sides share: the sender tag,
-//! the `END` message and the announcements. It never opens a socket.
+//! the `END` message and the announcements (what relays tell each other
+//! through Redis is `wire.rs`). It never opens a socket.
 
 pub mod client;
+pub mod cluster;
+mod resp;
 mod roster;
 pub mod server;
+pub mod wire;
 
 use std::net::SocketAddr;
 

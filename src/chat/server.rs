@@ -9,6 +9,12 @@
 //! that looks like a reflection attack. A service manager hears `READY=1`,
 //! `RELOADING=1` around SIGHUP, `STOPPING=1` and the watchdog's keep-alive,
 //! as from the echo master.
+//!
+//! With `--redis`, the two Redis connections of `cluster.rs` join the same
+//! `ppoll`: what a local client sends is also published to the room once
+//! (after the reflection guard and the oversize rule), and what other
+//! relays publish is sent to every local client. The loop never waits for
+//! Redis; without it, local relaying goes on as before.
 
 use std::collections::HashMap;
 use std::io;
@@ -24,7 +30,9 @@ use crate::signals::Signals;
 use crate::sys;
 use crate::systemd::Notifier;
 
+use super::cluster::{Cluster, ClusterConfig};
 use super::roster::Roster;
+use super::wire::Kind;
 use super::{JOINED, LEFT, MAX_DATAGRAM, SERVER_FULL, is_end, sender_tag};
 
 /// Datagrams handled per wake-up at most, so a flood cannot starve signals
@@ -50,6 +58,8 @@ pub struct Config {
     pub max_clients: usize,
     /// `None`: clients are never expired.
     pub idle_timeout: Option<Duration>,
+    /// `None`: a relay on its own.
+    pub cluster: Option<ClusterConfig>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -89,6 +99,11 @@ fn serve(args: ChatServerArgs) -> Result<(), ChatServerError> {
     let config = Config {
         max_clients: args.max_clients as usize,
         idle_timeout: args.idle_timeout.duration(),
+        cluster: args.redis.map(|url| ClusterConfig {
+            addr: url.addr,
+            db: url.db,
+            room: args.room,
+        }),
     };
     run(socket, config, Notifier::from_env(Instant::now()))
 }
@@ -105,7 +120,7 @@ pub fn run(
         .map_err(ChatServerError::Socket)?;
     let signals = Signals::install(&HANDLED).map_err(ChatServerError::Signals)?;
     let addr = socket.local_addr().map_err(ChatServerError::Socket)?;
-    let mut relay = Relay::new(socket, config);
+    let mut relay = Relay::new(socket, config, Instant::now());
     info!(
         "started: listening on {addr}, max_clients={} idle_timeout={}",
         relay.config.max_clients,
@@ -120,16 +135,16 @@ pub fn run(
     let mut buf = vec![0u8; RECEIVE_BUFFER];
     loop {
         let now = Instant::now();
-        let timeout = [relay.next_expiry(), notifier.next_watchdog()]
-            .into_iter()
-            .flatten()
-            .min()
-            .map(|t| t.saturating_duration_since(now));
-        let mut fds = [libc::pollfd {
-            fd: relay.socket.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        }];
+        let timeout = [
+            relay.next_expiry(),
+            notifier.next_watchdog(),
+            relay.cluster.as_ref().and_then(Cluster::next_deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|t| t.saturating_duration_since(now));
+        let mut fds = relay.pollfds();
         signals
             .wait(&mut fds, timeout)
             .map_err(ChatServerError::Wait)?;
@@ -153,6 +168,7 @@ pub fn run(
             relay.receive_batch(&mut buf);
         }
         let now = Instant::now();
+        relay.serve_cluster([fds[1].revents, fds[2].revents], now);
         relay.expire_idle(now);
         notifier.on_tick(now);
     }
@@ -177,12 +193,14 @@ struct Relay {
     counters: Counters,
     /// When each turned-away address last got a `server full` reply.
     full_replies: HashMap<SocketAddr, Instant>,
+    cluster: Option<Cluster>,
 }
 
 impl Relay {
-    fn new(socket: UdpSocket, config: Config) -> Relay {
+    fn new(socket: UdpSocket, config: Config, now: Instant) -> Relay {
         Relay {
             socket,
+            cluster: config.cluster.clone().map(|c| Cluster::new(c, now)),
             roster: Roster::new(config.max_clients),
             config,
             counters: Counters::default(),
@@ -200,7 +218,44 @@ impl Relay {
             c.bytes_in,
             c.drops,
             log::write_errors()
-        )
+        ) + &self
+            .cluster
+            .as_ref()
+            .map_or_else(String::new, |c| format!(" {}", c.figures()))
+    }
+
+    /// The relay's socket first, then the cluster's two connections (fd -1,
+    /// which poll ignores, when there are none).
+    fn pollfds(&self) -> [libc::pollfd; 3] {
+        let [sub, publ] = self.cluster.as_ref().map_or(
+            [libc::pollfd {
+                fd: -1,
+                events: 0,
+                revents: 0,
+            }; 2],
+            Cluster::pollfds,
+        );
+        let own = libc::pollfd {
+            fd: self.socket.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        [own, sub, publ]
+    }
+
+    /// Lets the cluster move its connections on, and sends what other
+    /// relays published to every local client (none of them sent it).
+    fn serve_cluster(&mut self, revents: [libc::c_short; 2], now: Instant) {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return;
+        };
+        let incoming = cluster.on_wake(revents, now);
+        let everyone: Vec<SocketAddr> = self.roster.others(UNSPECIFIED).collect();
+        for message in incoming {
+            for &to in &everyone {
+                self.send(&message.datagram, to);
+            }
+        }
     }
 
     fn next_expiry(&self) -> Option<Instant> {
@@ -242,12 +297,12 @@ impl Relay {
                     display_addr(from),
                     self.roster.len()
                 );
-                self.announce(from, LEFT);
+                self.announce(from, Kind::Left);
                 return;
             }
             self.roster.touch(from, now);
             if !data.is_empty() {
-                self.relay(from, data);
+                self.relay(from, data, Kind::Message);
             }
             return;
         }
@@ -265,9 +320,9 @@ impl Relay {
             display_addr(from),
             self.roster.len()
         );
-        self.announce(from, JOINED);
+        self.announce(from, Kind::Joined);
         if !data.is_empty() {
-            self.relay(from, data);
+            self.relay(from, data, Kind::Message);
         }
     }
 
@@ -295,12 +350,15 @@ impl Relay {
         self.send(SERVER_FULL, from);
     }
 
-    fn announce(&mut self, about: SocketAddr, what: &[u8]) {
-        self.relay(about, what);
+    fn announce(&mut self, about: SocketAddr, kind: Kind) {
+        let what = if kind == Kind::Joined { JOINED } else { LEFT };
+        self.relay(about, what, kind);
     }
 
-    /// Sends `tag(sender) + data` as one datagram to every other client.
-    fn relay(&mut self, sender: SocketAddr, data: &[u8]) {
+    /// Sends `tag(sender) + data` as one datagram to every other client,
+    /// and publishes it once to the room (an announcement as its kind
+    /// alone) when relays share one.
+    fn relay(&mut self, sender: SocketAddr, data: &[u8], kind: Kind) {
         let tag = sender_tag(sender);
         if tag.len() + data.len() > MAX_DATAGRAM {
             self.counters.drops += 1;
@@ -317,6 +375,10 @@ impl Relay {
         let others: Vec<SocketAddr> = self.roster.others(sender).collect();
         for to in others {
             self.send(&tagged, to);
+        }
+        if let Some(cluster) = self.cluster.as_mut() {
+            let payload = if kind == Kind::Message { data } else { b"" };
+            cluster.publish(kind, tag.as_bytes(), payload);
         }
     }
 
@@ -341,10 +403,17 @@ impl Relay {
                 idle.as_secs(),
                 self.roster.len()
             );
-            self.announce(gone, LEFT);
+            self.announce(gone, Kind::Left);
         }
     }
 }
+
+/// No client has this address (the reflection guard refuses port 0), so
+/// `others(UNSPECIFIED)` is every known client.
+const UNSPECIFIED: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::UNSPECIFIED,
+    0,
+));
 
 /// Why a datagram from `from` must not be answered or relayed: a reply to a
 /// privileged or unspecified port, or to a broadcast or multicast address,

@@ -72,6 +72,8 @@ complete -c mpecho -n "__fish_mpecho_using_subcommand client" -s h -l help -d 'P
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -s l -l listen -d 'Address to listen on, as IP:PORT (IPv6 as [::1]:PORT); port 0 picks a free port, printed in the `listening on` line' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l max-clients -d 'Most clients known at once; a newcomer beyond it gets `server full` and known clients are never evicted for it' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l idle-timeout -d 'Seconds a client may stay silent before it is forgotten (announced as `left`); 0 keeps clients until they send END' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l redis -d 'Share one room with other relays through Redis pub/sub, as redis://HOST:PORT[/DB]. Without Redis (down at start or later) the relay keeps relaying among its own clients and reconnects' -r
+complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l room -d 'The room shared through --redis: relays in the same room hear each other\'s clients' -r
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l log-file -d 'Append the log to this file instead of standard error' -r -F
 complete -c mpecho -n "__fish_mpecho_using_subcommand chat-server" -l log-level -d 'Least severe level written to the log' -r -f -a "error\t''
 warn\t''
