@@ -1,8 +1,9 @@
 //! `mpecho chat-server`: relaying among clients, the sender tag, joined and
 //! left announcements, binary and oversized datagrams, the bounded list and
 //! its `server full` reply, `END` and idle expiry, the reflection guard,
-//! signals and start-up errors — driven by plain `UdpSocket` clients
-//! (`peer.rs`, also used by the `mpecho chat` tests).
+//! signals and start-up errors, and relays sharing a room through a real
+//! Redis (`redis.rs`) — driven by plain `UdpSocket` clients (`peer.rs`,
+//! also used by the `mpecho chat` tests).
 //!
 //! Silence cannot be observed directly, so "nothing arrived" is proved with
 //! a fence: another client sends a datagram afterwards, and it must be the
@@ -13,6 +14,7 @@
 
 mod membership;
 mod peer;
+mod redis;
 mod relaying;
 mod signals_and_errors;
 
