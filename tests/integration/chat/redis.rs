@@ -1,8 +1,9 @@
 //! Relays sharing one room through a real `redis-server` (`chat-server
 //! --redis`): delivery across relays byte for byte with the sender's tag,
 //! no echo and no duplicates, per-sender order, joined and left across
-//! relays, Redis killed and restarted under the relays, and garbage on the
-//! room's channel.
+//! relays, the reflection guard and the oversize rule before publishing,
+//! Redis killed and restarted under the relays, and garbage on the room's
+//! channel.
 //!
 //! `RedisServer` starts Debian's `redis-server` on a free loopback port,
 //! waits for its `Ready to accept connections` line, and kills it on drop,
@@ -11,12 +12,12 @@
 //! another test's relays into its room. Without `redis-server` on PATH the
 //! tests fail saying so, as the HAProxy ones do (`.ci/run` installs it).
 
-use std::net::TcpListener;
+use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 
 use mpecho_testkit::{Collected, Server, TIMEOUT, wait_for};
 
-use super::peer::{Peer, join_after, start_relay};
+use super::peer::{Peer, join_after, start_relay, tag, tagged};
 
 /// A `redis-server` of the test's own, killed on drop.
 struct RedisServer {
@@ -251,4 +252,41 @@ fn garbage_on_the_channel_is_dropped_and_counted() {
         let log = relay.log();
         assert_eq!(log.matches("bad message(s)").count(), 1, "{log}");
     }
+}
+
+/// The reflection guard and the oversize rule run before publishing: what
+/// a relay would not relay never reaches the room, while the largest
+/// datagram that fits crosses relays whole.
+#[test]
+fn only_what_a_relay_would_relay_is_published() {
+    const MAX_DATAGRAM: usize = 65_507;
+    let redis = RedisServer::start(5, "only_what_a_relay_would_relay_is_published");
+    let (r1, r2) = (start_member(&redis), start_member(&redis));
+    let c = Peer::new(&r2);
+    c.send(b"");
+    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
+    let a = Peer::new(&r1);
+    wait_received(&r1, 1);
+    join_after(&a, &[&c]);
+
+    let privileged = (600..1000)
+        .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
+        .expect("bind a UDP socket to a port below 1024 (tests run as root)");
+    let attacker = Peer::on(privileged, &r1);
+    attacker.send(b"reflect me");
+    let room = MAX_DATAGRAM - tag(a.addr).len();
+    let too_large: Vec<u8> = (0..room + 1).map(|i| (i % 251) as u8).collect();
+    a.send(&too_large);
+    // c's next datagram is the largest that fits: nothing before it crossed.
+    a.send(&too_large[..room]);
+    let got = c.recv();
+    assert_eq!(got.len(), MAX_DATAGRAM);
+    assert!(
+        got == tagged(&a, &too_large[..room]),
+        "the datagram changed"
+    );
+    c.says(b"fence", &[&a]);
+    let f = r1.figures();
+    // a's joined and the largest datagram.
+    assert_eq!(f.get("cluster_published"), 2, "{f:?}");
 }
