@@ -290,3 +290,25 @@ fn only_what_a_relay_would_relay_is_published() {
     // a's joined and the largest datagram.
     assert_eq!(f.get("cluster_published"), 2, "{f:?}");
 }
+
+/// A "Redis" that accepts connections and never answers cannot stall the
+/// relay: local clients are served at once, and the attempt is given up
+/// (logged once) and retried.
+#[test]
+fn a_silent_redis_never_blocks_the_relay() {
+    // The kernel completes the handshakes in the backlog; nobody reads.
+    let silent = TcpListener::bind("127.0.54.6:0").expect("bind a silent listener");
+    let url = format!("redis://{}", silent.local_addr().expect("its address"));
+    let relay = start_relay(&["--redis", &url]);
+    let (a, b) = (Peer::new(&relay), Peer::new(&relay));
+    a.send(b"");
+    relay.wait_for_log_line(&[&format!("joined peer={} ", a.addr)]);
+    join_after(&b, &[&a]);
+    a.says(b"no need to wait for redis", &[&b]);
+    relay.wait_for_log_line(&["cluster down:", "did not answer in time"]);
+    b.says(b"still relaying", &[&a]);
+    let f = relay.figures();
+    assert!(f.line().contains("cluster=down"), "{f:?}");
+    let log = relay.log();
+    assert_eq!(log.matches("cluster down:").count(), 1, "{log}");
+}
