@@ -12,19 +12,15 @@
 
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use mpecho_testkit::{Collected, Server, ServerOptions};
 
-const CLIENTS: usize = 10;
-const MESSAGES: u64 = 20_000;
-const WINDOW: u64 = 64;
-const PAYLOAD: &[u8] = b"a 64-byte chat message, relayed to nine others by the server....";
-const DEADLINE: Duration = Duration::from_secs(20);
-const RUNS: usize = 3;
+#[path = "shared/chat_load.rs"]
+mod chat_load;
+
+use chat_load::{CLIENTS, PAYLOAD, RUNS, measure, median};
 
 /// The bench's own redis-server, killed on drop.
 struct Redis(Child, u16);
@@ -54,26 +50,27 @@ fn start_redis() -> Redis {
 }
 
 fn main() {
-    let alone = median(|| one_run(None));
     let redis = start_redis();
-    let shared = median(|| one_run(Some(redis.1)));
+    // Interleaved, one relay then two through Redis in each round, so that
+    // the machine's drift touches both alike.
+    let (mut alone, mut shared) = (Vec::new(), Vec::new());
+    for round in 1..=RUNS {
+        for (setup, port, rates) in [
+            ("one relay", None, &mut alone),
+            ("two relays through Redis", Some(redis.1), &mut shared),
+        ] {
+            let (rate, lost) = one_run(port);
+            println!("round {round}, {setup}: {rate:.0} delivered datagrams/s ({lost} lost)");
+            rates.push(rate);
+        }
+    }
     println!(
-        "chat, {CLIENTS} clients, {}-byte messages, median of {RUNS} runs: one relay {alone:.0} \
-         delivered datagrams/s; two relays through Redis {shared:.0}",
-        PAYLOAD.len()
+        "chat, {CLIENTS} clients, {}-byte messages, interleaved, median of {RUNS} runs: one relay \
+         {:.0} delivered datagrams/s; two relays through Redis {:.0}",
+        PAYLOAD.len(),
+        median(alone),
+        median(shared)
     );
-}
-
-fn median(mut run: impl FnMut() -> (f64, u64)) -> f64 {
-    let mut rates: Vec<f64> = (1..=RUNS)
-        .map(|i| {
-            let (rate, lost) = run();
-            println!("run {i}: {rate:.0} delivered datagrams/s ({lost} lost)");
-            rate
-        })
-        .collect();
-    rates.sort_by(f64::total_cmp);
-    rates[RUNS / 2]
 }
 
 fn start_relay(redis_port: Option<u16>, room: &str) -> Server {
@@ -140,50 +137,4 @@ fn one_run(redis_port: Option<u16>) -> (f64, u64) {
         }
     }
     (rate, lost)
-}
-
-fn measure(sockets: &[UdpSocket]) -> (f64, u64) {
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let receivers: Vec<_> = sockets
-        .iter()
-        .map(|s| {
-            let s = s.try_clone().expect("clone a socket");
-            let received = Arc::clone(&received);
-            let done = Arc::clone(&done);
-            thread::spawn(move || {
-                let mut buf = [0u8; 256];
-                while !done.load(Ordering::Relaxed) {
-                    if s.recv(&mut buf).is_ok() {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-    let fanout = CLIENTS as u64 - 1;
-    let expected = MESSAGES * fanout;
-    let started = Instant::now();
-    let mut sent = 0;
-    while received.load(Ordering::Relaxed) < expected && started.elapsed() < DEADLINE {
-        let in_flight = (sent * fanout).saturating_sub(received.load(Ordering::Relaxed));
-        if sent < MESSAGES && in_flight < WINDOW * fanout {
-            sockets[sent as usize % CLIENTS]
-                .send(PAYLOAD)
-                .expect("send a message");
-            sent += 1;
-        } else {
-            thread::yield_now();
-        }
-    }
-    let elapsed = started.elapsed();
-    done.store(true, Ordering::Relaxed);
-    for r in receivers {
-        let _ = r.join();
-    }
-    let got = received.load(Ordering::Relaxed);
-    (
-        got as f64 / elapsed.as_secs_f64(),
-        expected.saturating_sub(got),
-    )
 }

@@ -9,19 +9,14 @@
 //! to measure another mpecho build).
 
 use std::net::UdpSocket;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::thread;
-use std::time::{Duration, Instant};
-
-const CLIENTS: usize = 10;
-const MESSAGES: u64 = 20_000;
-const WINDOW: u64 = 64;
-const PAYLOAD: &[u8] = b"a 64-byte chat message, relayed to nine others by the server....";
-const DEADLINE: Duration = Duration::from_secs(20);
-const RUNS: usize = 3;
+use std::time::Duration;
 
 use mpecho_testkit::{Server, ServerOptions};
+
+#[path = "shared/chat_load.rs"]
+mod chat_load;
+
+use chat_load::{CLIENTS, PAYLOAD, RUNS, measure, median};
 
 fn main() {
     let mut rates = Vec::new();
@@ -30,11 +25,10 @@ fn main() {
         println!("run {run}: {rate:.0} relayed datagrams/s ({lost} lost)");
         rates.push(rate);
     }
-    rates.sort_by(f64::total_cmp);
     println!(
         "chat relay, {CLIENTS} clients, {}-byte messages: median {:.0} relayed datagrams/s over {RUNS} runs",
         PAYLOAD.len(),
-        rates[RUNS / 2]
+        median(rates)
     );
 }
 
@@ -75,51 +69,10 @@ fn one_run() -> (f64, u64) {
         }
     }
 
-    let received = Arc::new(AtomicU64::new(0));
-    let done = Arc::new(AtomicBool::new(false));
-    let receivers: Vec<_> = sockets
-        .iter()
-        .map(|s| {
-            let s = s.try_clone().expect("clone a socket");
-            let received = Arc::clone(&received);
-            let done = Arc::clone(&done);
-            thread::spawn(move || {
-                let mut buf = [0u8; 256];
-                while !done.load(Ordering::Relaxed) {
-                    if s.recv(&mut buf).is_ok() {
-                        received.fetch_add(1, Ordering::Relaxed);
-                    }
-                }
-            })
-        })
-        .collect();
-
-    let expected = MESSAGES * (CLIENTS as u64 - 1);
-    let started = Instant::now();
-    let mut sent = 0;
-    while received.load(Ordering::Relaxed) < expected && started.elapsed() < DEADLINE {
-        let in_flight = sent * (CLIENTS as u64 - 1) - received.load(Ordering::Relaxed);
-        if sent < MESSAGES && in_flight < WINDOW * (CLIENTS as u64 - 1) {
-            sockets[sent as usize % CLIENTS]
-                .send(PAYLOAD)
-                .expect("send a message");
-            sent += 1;
-        } else {
-            thread::yield_now();
-        }
-    }
-    let elapsed = started.elapsed();
-    done.store(true, Ordering::Relaxed);
-    for r in receivers {
-        let _ = r.join();
-    }
-    let got = received.load(Ordering::Relaxed);
+    let (rate, lost) = measure(&sockets);
     let log = server.log();
     if !log.is_empty() {
         eprint!("the server logged:\n{log}");
     }
-    (
-        got as f64 / elapsed.as_secs_f64(),
-        expected.saturating_sub(got),
-    )
+    (rate, lost)
 }
