@@ -18,6 +18,7 @@
 //!   lines up to `END`;
 //! - `process.rs`: /proc: pids, children, states, descriptors, pidfds,
 //!   groups, credentials, limits, environment, CPU ticks;
+//! - `bench.rs`: `mpecho-bench` run against a target, its JSON report;
 //! - `cpu.rs`: the CPU a process uses over a stretch;
 //! - `log.rs`: log lines, fields, figures, shape, timestamps;
 //! - `replay.rs`: a master's log replayed and reconciled with its figures;
@@ -29,6 +30,7 @@
 //!
 //! Everything is re-exported at the root: `use mpecho_testkit::{Server, …}`.
 
+pub mod bench;
 pub mod bin;
 pub mod child;
 pub mod cpu;
@@ -43,6 +45,7 @@ pub mod replay;
 pub mod server;
 pub mod wait;
 
+pub use bench::{bench_report, start_bench};
 pub use bin::{MPECHO_BIN, binary, example, mpecho_bin, worker_bin};
 pub use child::{
     ChildGuard, Collected, pass_as_descriptor_3, run_binary, run_mpecho, setpriv_available,
@@ -56,7 +59,7 @@ pub use log::{
     suppressed_total, without_stamp, worker_pids_in,
 };
 pub use net::{
-    assert_connection_ended, connect_from, connect_to, connect_when_listening, echo,
+    assert_connection_ended, connect_from, connect_to, connect_when_listening, echo, free_port,
     lines_until_end, metrics_text, read_once, stall_worker_writing, text,
 };
 pub use process::{

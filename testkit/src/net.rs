@@ -158,3 +158,11 @@ pub fn metrics_text(at: SocketAddr) -> String {
         .expect("read the response");
     response
 }
+
+/// A port on `ip` nothing listens on now: bound and given back, for a
+/// program the test starts to bind a moment later.
+pub fn free_port(ip: IpAddr) -> SocketAddr {
+    let probe = std::net::TcpListener::bind(SocketAddr::new(ip, 0))
+        .unwrap_or_else(|e| panic!("bind a probe on {ip} to find a free port: {e}"));
+    probe.local_addr().expect("the probe's address")
+}

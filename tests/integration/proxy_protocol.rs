@@ -6,12 +6,12 @@
 //! real HAProxy (Debian's `haproxy`) in front of mpecho.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, SocketAddr, TcpStream};
 use std::process::{Command, Stdio};
 
 use mpecho_testkit::{
     ChildGuard, Server, ServerOptions, TIMEOUT, assert_connection_ended, connect_from, echo,
-    lines_until_end, metrics_text, proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_local,
+    free_port, lines_until_end, metrics_text, proxy_v1, proxy_v1_unknown, proxy_v2, proxy_v2_local,
     proxy_v2_raw, wait_for, write_script,
 };
 
@@ -321,7 +321,7 @@ impl HaProxy {
              (apt-get install haproxy; .ci/run installs it)"
         );
         let dir = tempfile::tempdir().expect("tempdir");
-        let addr = free_loopback_port();
+        let addr = free_port(IpAddr::from([127, 0, 0, 1]));
         let config = dir.path().join("haproxy.cfg");
         std::fs::write(
             &config,
@@ -358,13 +358,6 @@ impl HaProxy {
             _dir: dir,
         }
     }
-}
-
-/// A loopback port nothing listens on now (taken and given back: HAProxy
-/// binds it a moment later).
-fn free_loopback_port() -> SocketAddr {
-    let probe = TcpListener::bind("127.0.0.1:0").expect("bind a probe");
-    probe.local_addr().expect("the probe's address")
 }
 
 /// Echo through a real HAProxy sending `send` from a client on 127.0.0.2:

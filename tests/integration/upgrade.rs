@@ -9,11 +9,12 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use mpecho_testkit::{
-    ChildGuard, Server, ServerOptions, TIMEOUT, binary, children_of, count_lines, echo, is_root,
-    metrics_text, mpecho_bin, proxy_v1, stat_fields, status_ids, wait_for, write_script,
+    Server, ServerOptions, TIMEOUT, bench_report, children_of, count_lines, echo, is_root,
+    metrics_text, mpecho_bin, proxy_v1, start_bench, stat_fields, status_ids, wait_for,
+    write_script,
 };
 
 /// The prefix of the build id's marker in the executable.
@@ -143,30 +144,6 @@ fn assert_no_zombie_left(server: &Server, when: &str) {
     );
 }
 
-/// `mpecho-bench SCENARIO` against `server` for `secs` seconds, JSON out.
-fn start_bench(server: &Server, scenario: &str, connections: &str, secs: &str) -> ChildGuard {
-    let child = Command::new(binary("mpecho-bench"))
-        .args([scenario, "--target", &server.addr.to_string()])
-        .args(["-c", connections, "--duration", secs, "--json"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start mpecho-bench");
-    ChildGuard(child)
-}
-
-/// The bench's report, once it has finished.
-fn bench_report(bench: &mut ChildGuard) -> serde_json::Value {
-    let output = bench.wait_output();
-    assert!(
-        output.status.success(),
-        "mpecho-bench failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    serde_json::from_slice(&output.stdout).expect("the bench's JSON report")
-}
-
 /// The scenario: under churn and steady load for the whole test,
 /// ten upgrades in a row alternate between two builds; no connection is
 /// refused, reset or answered wrongly, the master stays the same process,
@@ -180,8 +157,8 @@ fn ten_upgrades_under_load_lose_nothing() {
     let (pid, started) = (server.pid, start_time(server.pid));
     // Long enough to outlast the ten upgrades (about a second in all on the
     // 2-core machine), short enough for `ChildGuard::wait_exit`'s bound.
-    let mut steady = start_bench(&server, "steady", "100", "6");
-    let mut churn = start_bench(&server, "churn", "16", "6");
+    let mut steady = start_bench(server.addr, "steady", "100", "6");
+    let mut churn = start_bench(server.addr, "churn", "16", "6");
     // The load is on: the steady connections are held and churn flows.
     server.wait_for_log_count("accept peer=", 300);
     let upgrading = std::time::Instant::now();

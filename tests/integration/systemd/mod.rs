@@ -15,11 +15,12 @@ mod activation;
 mod notify;
 mod units;
 
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::thread::{self, JoinHandle};
 
+pub(crate) use mpecho_testkit::free_port;
 use mpecho_testkit::{
     ChildGuard, Collected, TIMEOUT, connect_when_listening, mpecho_bin, poll_for, text,
 };
@@ -39,14 +40,6 @@ pub(crate) fn socket_activate(test: &str) -> Option<&'static str> {
 
 pub(crate) fn loopback(last: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
-}
-
-/// A port free on `ip` right now: `systemd-socket-activate` takes no port
-/// 0, so one is bound, read and released. Another process could take it
-/// in between; on a test machine that is rare enough.
-pub(crate) fn free_port(ip: IpAddr) -> SocketAddr {
-    let probe = TcpListener::bind(SocketAddr::new(ip, 0)).expect("bind a probe to find a port");
-    probe.local_addr().expect("the probe's address")
 }
 
 /// Connects to `addr` as soon as something listens there, from a thread:
