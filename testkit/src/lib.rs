@@ -63,8 +63,8 @@ pub use net::{
     lines_until_end, metrics_text, read_once, stall_worker_writing, text,
 };
 pub use process::{
-    RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, is_root,
-    is_worker_process, open_fds, pidfds, proc_limit, proc_state, process_exists,
+    RestoreLimit, all_pids, blocked_in_syscall, children_of, cpu_ticks, environ, has_ended,
+    is_root, is_worker_process, open_fds, pidfds, proc_limit, proc_state, process_exists,
     process_group_members, send_signal, set_soft_nofile, stat_fields, status_ids,
 };
 pub use proxy::{

@@ -122,6 +122,15 @@ pub fn pidfds(pid: i32) -> Vec<i32> {
         .collect()
 }
 
+/// Whether `pid` has ended: gone, or a zombie nobody of ours will reap
+/// (an orphan is reparented, and its new parent may reap it late or never).
+pub fn has_ended(pid: i32) -> bool {
+    match proc_state(pid) {
+        None => true,
+        Some((state, ppid)) => state == 'Z' && ppid != std::process::id() as i32,
+    }
+}
+
 /// Whether process `pid` is blocked in system call `number` right now
 /// (the first field of /proc/PID/syscall).
 pub fn blocked_in_syscall(pid: i32, number: libc::c_long) -> bool {

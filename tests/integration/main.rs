@@ -32,5 +32,6 @@ mod rules_check;
 mod shutdown;
 mod signals_under_load;
 mod systemd;
+mod tier;
 mod upgrade;
 mod worker_executable;

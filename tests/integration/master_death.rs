@@ -7,18 +7,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::time::{Duration, Instant};
 
 use mpecho_testkit::{
-    Server, TIMEOUT, assert_connection_ended, echo, is_worker_process, proc_state, send_signal,
-    wait_for,
+    Server, TIMEOUT, assert_connection_ended, echo, has_ended, is_worker_process, proc_state,
+    send_signal, wait_for,
 };
-
-/// Whether `pid` has ended: gone, or a zombie nobody of ours will reap
-/// (an orphan is reparented, and its new parent may reap it late or never).
-fn has_ended(pid: i32) -> bool {
-    match proc_state(pid) {
-        None => true,
-        Some((state, ppid)) => state == 'Z' && ppid != std::process::id() as i32,
-    }
-}
 
 /// Whether `pid` is still an mpecho worker (and not some later process
 /// that was given the same number).
