@@ -59,6 +59,7 @@ ns_name() { echo "mpecho-t${TIER_INDEX}-h$1"; }
 # two tiers started at once never take the same addresses.
 create_bridge() {
 	local k
+	mkdir -p /run/lock
 	exec 9>/run/lock/mpecho-tier.lock
 	flock -w 10 9 || die "another tier.sh holds /run/lock/mpecho-tier.lock"
 	for ((k = 1; k <= 254; k++)); do
