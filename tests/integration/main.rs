@@ -13,6 +13,7 @@ mod environment;
 mod errors;
 mod exec;
 mod idle_timeout;
+mod kubernetes;
 mod limits;
 mod logging;
 mod master_death;

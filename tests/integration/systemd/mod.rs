@@ -13,7 +13,7 @@
 mod accept;
 mod activation;
 mod notify;
-mod units;
+pub(crate) mod units;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream};
 use std::path::Path;

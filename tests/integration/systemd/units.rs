@@ -4,6 +4,10 @@
 //! checks that they exist), their numbers agree with each other and with mpecho's
 //! defaults, and their command lines really serve when given sockets the
 //! way their .socket units pass them.
+//!
+//! Its readers of a unit (`unit`, `setting`, `exec_args`, `option_value`,
+//! `seconds`) are shared with `kubernetes.rs`, which holds the Kubernetes
+//! manifests to the same unit.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -30,13 +34,13 @@ fn contrib() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/systemd")
 }
 
-fn unit(name: &str) -> String {
+pub(crate) fn unit(name: &str) -> String {
     let path = contrib().join(name);
     fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
 }
 
 /// The value of `key=` in `unit` (the last one, as systemd reads it).
-fn setting(unit: &str, key: &str) -> String {
+pub(crate) fn setting(unit: &str, key: &str) -> String {
     let prefix = format!("{key}=");
     unit.lines()
         .rev()
@@ -58,14 +62,14 @@ fn exec_command(unit: &str) -> (String, Vec<String>) {
 }
 
 /// The arguments after `mpecho` in `unit`'s ExecStart=.
-fn exec_args(unit: &str) -> Vec<String> {
+pub(crate) fn exec_args(unit: &str) -> Vec<String> {
     let (binary, args) = exec_command(unit);
     assert_eq!(binary, "mpecho", "the binary the unit runs");
     args
 }
 
 /// The number after `option` in `args`.
-fn option_value(args: &[String], option: &str) -> u64 {
+pub(crate) fn option_value(args: &[String], option: &str) -> u64 {
     args.iter()
         .position(|a| a == option)
         .and_then(|i| args.get(i + 1))
@@ -73,7 +77,7 @@ fn option_value(args: &[String], option: &str) -> u64 {
         .unwrap_or_else(|| panic!("no number after {option} in {args:?}"))
 }
 
-fn seconds(value: &str) -> u64 {
+pub(crate) fn seconds(value: &str) -> u64 {
     value
         .strip_suffix('s')
         .and_then(|n| n.parse().ok())
