@@ -1,9 +1,10 @@
 //! Relays sharing one room through a real `redis-server` (`chat-server
 //! --redis`): delivery across relays byte for byte with the sender's tag,
 //! no echo and no duplicates, per-sender order, joined and left across
-//! relays, the reflection guard and the oversize rule before publishing,
-//! Redis killed and restarted under the relays, and garbage on the room's
-//! channel.
+//! relays (idle expiry's included), the reflection guard and the oversize
+//! rule before publishing, Redis killed and restarted under the relays, a
+//! Redis that stops reading (the outbox's limit), and garbage on the
+//! room's channel.
 //!
 //! `RedisServer` starts Debian's `redis-server` on a free loopback port,
 //! waits for its `Ready to accept connections` line, and kills it on drop,
@@ -12,12 +13,17 @@
 //! another test's relays into its room. Without `redis-server` on PATH the
 //! tests fail saying so, as the HAProxy ones do (`.ci/run` installs it).
 
+use std::io::ErrorKind;
 use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
-use mpecho_testkit::{Collected, Server, TIMEOUT, wait_for};
+use mpecho_testkit::{Collected, Server, TIMEOUT, proc_state, send_signal, wait_for};
 
 use super::peer::{Peer, join_after, start_relay, tag, tagged};
+
+/// The largest datagram a relay sends, tag included (`src/chat/mod.rs`).
+const MAX_DATAGRAM: usize = 65_507;
 
 /// A `redis-server` of the test's own, killed on drop.
 struct RedisServer {
@@ -75,6 +81,23 @@ impl RedisServer {
         }
     }
 
+    /// SIGSTOP: the connections stay open and Redis reads nothing from
+    /// them, so what the relays write piles up in the kernel's buffers.
+    /// Returns once the kernel shows it stopped; the guard sends SIGCONT
+    /// when dropped, also when the test fails.
+    fn stop(&self) -> StoppedRedis<'_> {
+        let pid = self.pid();
+        send_signal(pid, libc::SIGSTOP);
+        wait_for("redis-server to be stopped", TIMEOUT, || {
+            proc_state(pid).filter(|&(state, _)| state == 'T')
+        });
+        StoppedRedis(self)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("redis-server is running").id() as i32
+    }
+
     /// `redis-cli PUBLISH CHANNEL MESSAGE`, as anyone on the network could.
     fn publish(&self, message: &str) {
         let channel = format!("mpecho:chat:0:{}", self.room);
@@ -93,9 +116,31 @@ impl Drop for RedisServer {
     }
 }
 
+/// A Redis stopped by `RedisServer::stop`, continued (SIGCONT) on drop.
+struct StoppedRedis<'a>(&'a RedisServer);
+
+impl StoppedRedis<'_> {
+    /// SIGCONT now: Redis reads what waited in its sockets.
+    fn resume(self) {}
+}
+
+impl Drop for StoppedRedis<'_> {
+    fn drop(&mut self) {
+        send_signal(self.0.pid(), libc::SIGCONT);
+    }
+}
+
 /// A relay in the test's room, once it has subscribed.
 fn start_member(redis: &RedisServer) -> Server {
-    let relay = start_relay(&["--redis", &redis.url(), "--room", &redis.room]);
+    start_member_with(redis, &[])
+}
+
+/// `start_member`, with more options for the relay.
+fn start_member_with(redis: &RedisServer, more: &[&str]) -> Server {
+    let url = redis.url();
+    let mut args = vec!["--redis", &url, "--room", &redis.room];
+    args.extend_from_slice(more);
+    let relay = start_relay(&args);
     relay.wait_for_log_line(&["cluster up: subscribed to"]);
     relay
 }
@@ -259,7 +304,6 @@ fn garbage_on_the_channel_is_dropped_and_counted() {
 /// datagram that fits crosses relays whole.
 #[test]
 fn only_what_a_relay_would_relay_is_published() {
-    const MAX_DATAGRAM: usize = 65_507;
     let redis = RedisServer::start(5, "only_what_a_relay_would_relay_is_published");
     let (r1, r2) = (start_member(&redis), start_member(&redis));
     let c = Peer::new(&r2);
@@ -311,4 +355,255 @@ fn a_silent_redis_never_blocks_the_relay() {
     assert!(f.line().contains("cluster=down"), "{f:?}");
     let log = relay.log();
     assert_eq!(log.matches("cluster down:").count(), 1, "{log}");
+}
+
+/// `key` (`VmRSS`, `VmHWM`: the peak) of /proc/PID/status, in bytes.
+fn memory(pid: i32, key: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_else(|e| panic!("read /proc/{pid}/status: {e}"));
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
+        .and_then(|v| v.trim().strip_suffix("kB")?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {key}: line in {status}"));
+    kb * 1024
+}
+
+/// Receives whatever is queued in `peer`'s socket right now, without
+/// waiting, handing each datagram to `each`; returns how many there were.
+fn drain(peer: &Peer, mut each: impl FnMut(&[u8])) -> u64 {
+    peer.socket.set_nonblocking(true).unwrap();
+    let mut buf = vec![0u8; 70_000];
+    let mut count = 0;
+    loop {
+        match peer.socket.recv_from(&mut buf) {
+            Ok((n, _)) => {
+                each(&buf[..n]);
+                count += 1;
+            }
+            Err(e) if e.kind() == ErrorKind::WouldBlock => break,
+            Err(e) => panic!("{}: unexpected receive error {e}", peer.addr),
+        }
+    }
+    peer.socket.set_nonblocking(false).unwrap();
+    count
+}
+
+/// The flood of `a_redis_that_stops_reading_makes_the_relay_drop_not_grow`:
+/// datagrams of `size` bytes, numbered in their first 8, so that a receiver
+/// can check each one whole and their order.
+fn flood_datagram(seq: u64, size: usize) -> Vec<u8> {
+    let mut data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    data[..8].copy_from_slice(&seq.to_be_bytes());
+    data
+}
+
+/// Checks that `got` is one of `from`'s flood datagrams, tagged and whole,
+/// numbered after `last`, which becomes its number.
+fn check_flood(got: &[u8], from: &Peer, size: usize, last: &mut Option<u64>) {
+    let tag = tag(from.addr);
+    assert!(
+        got.len() == tag.len() + size && got.starts_with(tag.as_bytes()),
+        "not a flood datagram from {}: {} bytes starting {:?}",
+        from.addr,
+        got.len(),
+        String::from_utf8_lossy(&got[..got.len().min(60)])
+    );
+    let seq = u64::from_be_bytes(got[tag.len()..tag.len() + 8].try_into().unwrap());
+    assert!(
+        got == tagged(from, &flood_datagram(seq, size)),
+        "flood datagram {seq} changed"
+    );
+    assert!(
+        last.is_none_or(|l| seq > l),
+        "flood datagram {seq} after {last:?}"
+    );
+    *last = Some(seq);
+}
+
+/// A Redis that stops reading (SIGSTOP: its connections stay open, it
+/// reads nothing) while a client floods relay 1 with the largest datagrams
+/// it relays: once the kernel's buffers are full, relay 1 holds at most
+/// its 4 MiB outbox of unsent PUBLISH commands and drops and counts the
+/// rest (`cluster_dropped`) instead of growing; its local clients are
+/// served throughout; when Redis reads again, what was in the outbox and
+/// the kernel's buffers reaches relay 2 in order, and the room goes on.
+///
+/// While stopped, Redis still holds the connections open, so the relays
+/// have nothing to notice: a relay times out only an attempt to connect
+/// (2 s), never a connection that is up, so both stay `cluster=up` and
+/// log no `cluster down:` throughout.
+#[test]
+fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
+    // `OUTBOX_LIMIT` in src/chat/cluster.rs.
+    const OUTBOX_LIMIT: u64 = 4 * 1024 * 1024;
+    // What relay 1 may allocate besides the outbox while flooded: one
+    // message past the limit (the limit is checked before a message is
+    // appended), the copies of one message while it is tagged and encoded,
+    // the 64 KiB receive buffer, the allocator's rounding.
+    const SLACK: u64 = 2 * 1024 * 1024;
+    // The flood's bounds: 1,000 datagrams is 65 MB.
+    const MOST_SENT: u64 = 1000;
+    const LONGEST: Duration = Duration::from_secs(30);
+    let redis = RedisServer::start(7, "a_redis_that_stops_reading");
+    let (r1, r2) = (start_member(&redis), start_member(&redis));
+    let c = Peer::new(&r2);
+    c.send(b"");
+    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
+    let (a, b) = (Peer::new(&r1), Peer::new(&r1));
+    wait_received(&r1, 1);
+    join_after(&a, &[&c]);
+    join_after(&b, &[&a, &c]);
+    let rss_before = memory(r1.pid, "VmRSS");
+
+    let stopped = redis.stop();
+    // The bound on relay 1's growth, and how much it must have dropped for
+    // the bound to mean something: messages it dropped were never sent
+    // anywhere, so an outbox without a limit would hold every one of them
+    // on top of what the bounded one holds. Flooding until the dropped
+    // messages alone are twice the allowance puts "kept everything" (the
+    // full outbox plus them) at more than 2.5 times the bound asserted.
+    let allowance = OUTBOX_LIMIT + SLACK;
+    let size = MAX_DATAGRAM - tag(a.addr).len();
+    let must_drop = 2 * allowance / size as u64 + 1;
+    let started = Instant::now();
+    let mut sent = 0u64;
+    let mut b_last = None;
+    let mut b_heard = 0;
+    let flooded = loop {
+        for _ in 0..4 {
+            a.send(&flood_datagram(sent, size));
+            sent += 1;
+        }
+        b_heard += drain(&b, |got| check_flood(got, &a, size, &mut b_last));
+        let f = r1.figures();
+        if f.get("cluster_dropped") >= must_drop {
+            break f;
+        }
+        assert!(
+            sent < MOST_SENT && started.elapsed() < LONGEST,
+            "{sent} datagrams of {size} bytes sent in {:?} and still not {must_drop} dropped: {f:?}",
+            started.elapsed()
+        );
+    };
+    assert!(flooded.line().contains("cluster=up"), "{flooded:?}");
+
+    // Relay 1 has taken every datagram still queued for it once two figures
+    // lines in a row count the same datagrams: a figures line is written
+    // at a wake-up before that wake-up's datagrams are read, and datagrams
+    // waiting at a wake-up are read in it (at least one). Meanwhile b
+    // empties its socket, so that its next datagram is the fence.
+    let mut last_in = None;
+    wait_for("relay 1 to have taken every datagram sent", TIMEOUT, || {
+        b_heard += drain(&b, |got| check_flood(got, &a, size, &mut b_last));
+        let now = r1.figures().get("datagrams_in");
+        let settled = last_in == Some(now);
+        last_in = Some(now);
+        settled.then_some(())
+    });
+    b_heard += drain(&b, |got| check_flood(got, &a, size, &mut b_last));
+    // Local service goes on with the outbox full.
+    a.says(b"still relaying locally", &[&b]);
+    let stalled = r1.figures();
+    let peak = memory(r1.pid, "VmHWM");
+    let rss = memory(r1.pid, "VmRSS");
+    eprintln!(
+        "flood: sent {sent} datagrams ({} bytes) in {:?}; relay 1 took {} of them, b heard {b_heard}; \
+         RSS before {rss_before}, peak {peak}, now {rss}; {stalled:?}",
+        sent * size as u64,
+        started.elapsed(),
+        stalled.get("datagrams_in") - 3,
+    );
+    assert!(stalled.line().contains("cluster=up"), "{stalled:?}");
+    for (what, bytes) in [("peak RSS (VmHWM)", peak), ("RSS", rss)] {
+        assert!(
+            bytes <= rss_before + allowance,
+            "relay 1's {what} grew from {rss_before} to {bytes} bytes, more than the \
+             outbox's {OUTBOX_LIMIT} and {SLACK} of slack; {stalled:?}"
+        );
+    }
+    // Nothing entered the outbox since it filled up, the last message
+    // included: it was dropped, not queued.
+    assert_eq!(
+        stalled.get("cluster_published"),
+        flooded.get("cluster_published"),
+        "{flooded:?} then {stalled:?}"
+    );
+    assert!(
+        stalled.get("cluster_dropped") > flooded.get("cluster_dropped"),
+        "{flooded:?} then {stalled:?}"
+    );
+
+    stopped.resume();
+    // Everything relay 1 published (the two joins, then the flood's first
+    // messages: those the kernel and the outbox held) reaches relay 2
+    // once, in order; relay 2's client hears what its socket had room for.
+    let published = stalled.get("cluster_published");
+    wait_received(&r2, published);
+    let mut c_last = None;
+    let c_heard = drain(&c, |got| check_flood(got, &a, size, &mut c_last));
+    eprintln!("after SIGCONT: relay 2 received {published} messages, c heard {c_heard}");
+    // The room goes on: the next datagram each hears is the new one.
+    a.says(b"redis reads again", &[&b, &c]);
+    c.says(b"and relay 2 answers", &[&a, &b]);
+    for relay in [&r1, &r2] {
+        let f = relay.figures();
+        assert!(f.line().contains("cluster=up"), "{f:?}");
+        let log = relay.log();
+        assert_eq!(log.matches("cluster down:").count(), 0, "{log}");
+    }
+    // Relay 2 got each of relay 1's messages once; c's answer is r1's only news.
+    assert_eq!(r2.figures().get("cluster_received"), published + 1);
+    assert_eq!(r1.figures().get("cluster_received"), 2);
+}
+
+/// A client of relay 1 that stays silent past relay 1's `--idle-timeout`
+/// (1 s, the smallest: 0 turns expiry off) is announced as `left` to the
+/// clients of relay 2 too, with the same bytes (its tag, then `left`) as
+/// relay 1's own clients hear, and exactly once.
+#[test]
+fn idle_expiry_is_announced_across_relays() {
+    let redis = RedisServer::start(8, "idle_expiry_is_announced_across_relays");
+    let r1 = start_member_with(&redis, &["--idle-timeout", "1"]);
+    let r2 = start_member(&redis);
+    let c = Peer::new(&r2);
+    c.send(b"");
+    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
+    let (a, b) = (Peer::new(&r1), Peer::new(&r1));
+    wait_received(&r1, 1);
+    // Taken before a's only datagram: the relay heard a after this.
+    let a_last_sent = Instant::now();
+    join_after(&a, &[&c]);
+    join_after(&b, &[&a, &c]);
+
+    // b keeps itself known with empty datagrams (never relayed, never
+    // published); a says nothing more.
+    let expired = format!("expired peer={} ", a.addr);
+    wait_for("a to be expired", TIMEOUT, || {
+        b.send(b"");
+        r1.log().contains(&expired).then_some(())
+    });
+    assert!(
+        a_last_sent.elapsed() > Duration::from_secs(1),
+        "a expired after only {:?}",
+        a_last_sent.elapsed()
+    );
+    let local = b.recv();
+    assert!(local == tagged(&a, b"left"), "b heard {local:?}");
+    let remote = c.recv();
+    assert!(
+        remote == local,
+        "relay 2's client heard {:?}, relay 1's heard {:?}",
+        String::from_utf8_lossy(&remote),
+        String::from_utf8_lossy(&local)
+    );
+    // Exactly once: relay 1 publishes on one connection, in order, so a
+    // second `left` would arrive before this fence.
+    b.says(b"fence", &[&c]);
+    c.says(b"fence", &[&b]);
+    let log = r1.log();
+    assert_eq!(log.matches(&expired).count(), 1, "{log}");
+    // a's and b's joined, a's left, b's fence.
+    assert_eq!(r1.figures().get("cluster_published"), 4);
+    assert_eq!(r2.figures().get("cluster_received"), 4);
 }
