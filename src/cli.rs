@@ -327,10 +327,9 @@ pub struct ServeArgs {
     pub trusted_proxy: Vec<crate::rules::Prefix>,
 
     /// With --proxy-protocol: seconds a connection has to send its whole
-    /// PROXY header before it is closed.
-    #[arg(long, value_name = "SECS", default_value_t = 3,
-          value_parser = clap::value_parser!(u64).range(1..))]
-    pub proxy_timeout: u64,
+    /// PROXY header before it is closed [default: 3].
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub proxy_timeout: Option<u64>,
 
     /// Serve Prometheus metrics at http://ADDR/metrics (IP:PORT, e.g.
     /// 127.0.0.1:9464; port 0 picks one, logged as `metrics on ADDR`).
@@ -482,6 +481,10 @@ impl ServeArgs {
 pub const DEFAULT_MIN_SPARE: u32 = 5;
 pub const DEFAULT_MAX_SPARE: u32 = 10;
 
+/// `--proxy-timeout`'s default: the PROXY protocol spec's minimum, enough
+/// for one TCP retransmission.
+pub const DEFAULT_PROXY_TIMEOUT: u64 = 3;
+
 /// How `--model prefork` sizes its pool.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSizes {
@@ -519,7 +522,7 @@ impl ServeArgs {
 
     /// The PROXY protocol's options without each other: a header accepted
     /// from anyone would let any client claim any address, and a trusted
-    /// list without the protocol would silently do nothing.
+    /// list or a timeout without the protocol would silently do nothing.
     fn proxy_conflicts(&self) -> Option<String> {
         match (self.proxy_protocol, self.trusted_proxy.is_empty()) {
             (true, true) => Some(
@@ -529,6 +532,11 @@ impl ServeArgs {
             ),
             (false, false) => Some(
                 "--trusted-proxy cannot be used without --proxy-protocol: no header is read \
+                 without it"
+                    .to_owned(),
+            ),
+            (false, true) if self.proxy_timeout.is_some() => Some(
+                "--proxy-timeout cannot be used without --proxy-protocol: no header is read \
                  without it"
                     .to_owned(),
             ),

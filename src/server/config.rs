@@ -95,7 +95,10 @@ impl Config {
             },
             proxy: args.proxy_protocol.then(|| ProxySettings {
                 trusted: args.trusted_proxy.clone(),
-                timeout: Duration::from_secs(args.proxy_timeout),
+                timeout: Duration::from_secs(
+                    args.proxy_timeout
+                        .unwrap_or(crate::cli::DEFAULT_PROXY_TIMEOUT),
+                ),
             }),
         }
     }

@@ -282,7 +282,11 @@ fn the_options_are_refused_without_each_other() {
         ),
         (
             &["--trusted-proxy", "10.0.0.0/8"][..],
-            "cannot be used without --proxy-protocol",
+            "--trusted-proxy cannot be used without --proxy-protocol",
+        ),
+        (
+            &["--proxy-timeout", "5"][..],
+            "--proxy-timeout cannot be used without --proxy-protocol",
         ),
         (
             &["--proxy-protocol", "--trusted-proxy", "10.1.0.0/8"][..],
