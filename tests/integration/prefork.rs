@@ -7,8 +7,8 @@
 use std::io::{Read, Write};
 
 use mpecho_testkit::{
-    Server, TIMEOUT, assert_connection_ended, connect_from, echo, mpecho_bin, open_fds,
-    process_exists, read_once, run_mpecho, send_signal, stat_fields, text, wait_for,
+    Server, TIMEOUT, assert_connection_ended, blocked_in_syscall, connect_from, echo, mpecho_bin,
+    open_fds, process_exists, read_once, run_mpecho, send_signal, stat_fields, text, wait_for,
 };
 
 /// Voluntary context switches of `pid` so far: it grows each time the
@@ -28,6 +28,24 @@ fn pool_of(server: &Server, n: usize) -> Vec<i32> {
     server.wait_for_workers(n)
 }
 
+/// Waits until the pool has exactly `n` processes, every one of them set up
+/// and asleep waiting for a client (blocked in `ppoll` on its control
+/// socket), and returns them. A process shows in /proc as soon as it is
+/// forked, before it has named itself, taken its own group, closed the
+/// master's descriptors and moved its control socket: what the master's
+/// children look like right after `pool_of` is not yet a pool process's.
+fn idle_pool_of(server: &Server, n: usize) -> Vec<i32> {
+    wait_for(
+        &format!("{n} pool processes, all asleep waiting for a client"),
+        TIMEOUT,
+        || {
+            let pids = server.worker_pids();
+            (pids.len() == n && pids.iter().all(|&p| blocked_in_syscall(p, libc::SYS_ppoll)))
+                .then_some(pids)
+        },
+    )
+}
+
 /// The pool's processes are children of the master, forked copies of
 /// `mpecho` named `mpecho-worker`, each in a group of its own, holding
 /// 0-2, the log on 4 and their socket to the master on 5 while idle, plus
@@ -37,7 +55,7 @@ fn pool_of(server: &Server, n: usize) -> Vec<i32> {
 #[test]
 fn pool_processes_serve_one_client_after_another() {
     let server = Server::start(&["--model", "prefork", "--min-spare", "2", "--max-spare", "2"]);
-    let pool = pool_of(&server, 2);
+    let pool = idle_pool_of(&server, 2);
     for &member in &pool {
         let exe = std::fs::read_link(format!("/proc/{member}/exe")).expect("read the exe");
         assert_eq!(exe, mpecho_bin(), "pool process {member}");
@@ -82,7 +100,9 @@ fn pool_processes_serve_one_client_after_another() {
 #[test]
 fn a_connection_wakes_only_the_process_that_serves_it() {
     let server = Server::start(&["--model", "prefork", "--min-spare", "4", "--max-spare", "4"]);
-    let pool = pool_of(&server, 4);
+    // Counted once every process is asleep: one still setting up after its
+    // fork is woken on its own way to the wait, not by a connection.
+    let pool = idle_pool_of(&server, 4);
     let before: Vec<u64> = pool.iter().map(|&p| wakeups(p)).collect();
     let mut served = Vec::new();
     for _ in 0..3 {

@@ -70,6 +70,9 @@ fn rules_deny_before_any_process_starts() {
     let figures = server.figures();
     assert_eq!(figures.get("rejected_rule"), 2);
     assert_eq!(figures.get("rejected_per_ip"), 1);
+    // The client from 127.0.0.1 is gone, but its worker lives until it has
+    // read the EOF and exited: counted before that, it is a second worker.
+    server.wait_for_log_line(&[" exited status=0 peer=127.0.0.1:"]);
     assert_eq!(
         server.worker_pids().len(),
         1,
