@@ -377,7 +377,10 @@ impl Cluster {
     /// Once up: gives up on a connection whose reply is overdue, and pings
     /// one that has been quiet for `PING_INTERVAL` with nothing owed.
     fn keep_alive(&mut self, now: Instant) -> Result<(), String> {
-        for (name, link) in [("subscribing", &mut self.sub), ("publishing", &mut self.publ)] {
+        for (name, link) in [
+            ("subscribing", &mut self.sub),
+            ("publishing", &mut self.publ),
+        ] {
             let Some(link) = link.as_mut().filter(|l| now >= l.deadline()) else {
                 continue;
             };
