@@ -648,4 +648,26 @@ mod tests {
         assert!(parse_redis_url("redis://127.0.0.1").is_err());
         assert!(parse_redis_url("redis://127.0.0.1:1/x").is_err());
     }
+
+    #[test]
+    fn a_link_is_pinged_when_quiet_and_given_up_when_a_reply_is_overdue() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut link = Link::connect(listener.local_addr().unwrap()).unwrap();
+        let t0 = link.heard_at;
+        assert_eq!(link.deadline(), t0 + PING_INTERVAL);
+        // A command owed long after the last sign of life gets its own 3 s.
+        let later = t0 + Duration::from_secs(60);
+        link.send(&[b"PING"], later).unwrap();
+        assert_eq!(link.deadline(), later + REPLY_TIMEOUT);
+        // A second command does not restart the clock; an answer does.
+        link.send(&[b"PING"], later + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(link.deadline(), later + REPLY_TIMEOUT);
+        let answered_at = later + Duration::from_secs(2);
+        link.heard_at = answered_at;
+        link.answered();
+        assert_eq!(link.deadline(), answered_at + REPLY_TIMEOUT);
+        link.answered();
+        assert_eq!(link.deadline(), answered_at + PING_INTERVAL);
+    }
 }

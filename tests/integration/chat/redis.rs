@@ -111,6 +111,15 @@ impl RedisServer {
         self.cli(&["PUBLISH", &channel, message]);
     }
 
+    /// How many PINGs Redis has run since it started (`INFO commandstats`).
+    fn pings(&self) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls=")?.split(',').next())
+            .map_or(0, |n| n.parse().expect("a number of calls"))
+    }
+
     /// `redis-cli ARGS`, asserting it succeeds; its standard output.
     fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
@@ -623,8 +632,9 @@ fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
 }
 
 /// Relays in a quiet room: each connection is pinged after
-/// `PING_INTERVAL` of silence and the answers (a push, on the subscribed
-/// connection) keep the room up. When Redis stops (SIGSTOP: connections
+/// `PING_INTERVAL` of silence, and the answers (a push, on the subscribed
+/// connection) are taken as such: the next PING follows only an answered
+/// one, and the room stays up. When Redis stops (SIGSTOP: connections
 /// open, nothing answered), the unanswered PING makes each relay declare
 /// the cluster down, saying why, within `PING_INTERVAL + REPLY_TIMEOUT`;
 /// after SIGCONT both reconnect and the room works.
@@ -633,7 +643,7 @@ fn a_stalled_redis_is_found_by_idle_pings() {
     let redis = RedisServer::start(9, "a_stalled_redis_is_found_by_idle_pings");
     let (r1, r2) = (start_member(&redis), start_member(&redis));
     // Four relay connections whose last command was a PING (redis-cli's
-    // own connection shows `client|list`).
+    // own connection shows `client|list`)...
     wait_for(
         "every relay connection to have sent a PING",
         PING_INTERVAL + TIMEOUT,
@@ -641,6 +651,14 @@ fn a_stalled_redis_is_found_by_idle_pings() {
             let clients = redis.cli(&["CLIENT", "LIST"]);
             (clients.matches(" cmd=ping ").count() == 4).then_some(())
         },
+    );
+    // ...and a second round: a connection sends its next PING only once
+    // the last is answered, and an answer not recognised would have ended
+    // the connections `REPLY_TIMEOUT` after it was owed.
+    wait_for(
+        "every relay connection to have sent a second PING",
+        PING_INTERVAL + TIMEOUT,
+        || (redis.pings() >= 8).then_some(()),
     );
     for relay in [&r1, &r2] {
         let f = relay.figures();
