@@ -11,6 +11,14 @@
 //! next wake-up. Two connections because a connection that has SUBSCRIBEd
 //! can do nothing but (un)subscribe: one listens, the other PUBLISHes.
 //!
+//! Once up, neither connection is trusted to report its own death: a
+//! Redis that is stopped or hung, or a network cut that sends no reset,
+//! keeps a socket open and silent. So every command waits for its reply
+//! under `REPLY_TIMEOUT`, and a connection silent for `PING_INTERVAL` is
+//! sent a `PING` that does too; a reply overdue ends both connections as a
+//! lost one would. These deadlines, the attempt's and the back-off's are
+//! the one `next_deadline` the loop sleeps until.
+//!
 //! This module never sends to a chat client and never blocks. What it
 //! holds is bounded: at most `OUTBOX_LIMIT` bytes of unsent PUBLISH
 //! commands (beyond that, messages are dropped and counted) and at most
@@ -41,6 +49,20 @@ const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// before it counts as failed (a silently dropped SYN would otherwise
 /// hang for the kernel's two minutes).
 const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long Redis may leave a command unanswered (a PUBLISH, the
+/// SUBSCRIBE, a PING), counted from the command or from the last sign of
+/// life on its connection, whichever is later, before the cluster counts
+/// as down. A healthy Redis answers in well under a millisecond and even
+/// a busy one (a slow command, a large fork) within a few hundred, so 3 s
+/// is not a false alarm; and it is short enough that `cluster=down` in
+/// the figures and the log tell an operator the truth while it matters,
+/// instead of `cluster=up` over a Redis that is gone.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+/// A connection with nothing owed and nothing heard for this long is sent
+/// a `PING`: without traffic, a cut connection is silent forever. One
+/// small command per connection every 5 s costs nothing, and a cut is
+/// found within `PING_INTERVAL + REPLY_TIMEOUT` (8 s) even in a quiet room.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
 /// Unsent PUBLISH bytes kept while Redis is slow to read: about sixty
 /// full-size datagrams. Past it a message is dropped and counted, so that
 /// a stalled Redis cannot grow the relay's memory.
@@ -79,6 +101,12 @@ struct Link {
     connected: bool,
     input: Vec<u8>,
     output: Vec<u8>,
+    /// Replies Redis owes: commands queued or sent, not yet answered.
+    owed: usize,
+    /// When `owed` last went from 0 to 1.
+    owed_since: Instant,
+    /// The last sign of life: a reply or message read (or the connect).
+    heard_at: Instant,
 }
 
 pub struct Cluster {
@@ -150,9 +178,20 @@ impl Cluster {
         [pollfd(self.sub.as_ref()), pollfd(self.publ.as_ref())]
     }
 
-    /// When the loop must wake for the cluster even if nothing arrives.
+    /// When the loop must wake for the cluster even if nothing arrives:
+    /// to reconnect, to give up an attempt, or (once up) to ping a quiet
+    /// connection or give up on an overdue reply.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.retry_at.or(self.attempt_deadline)
+        let links = [&self.sub, &self.publ]
+            .into_iter()
+            .flatten()
+            .filter(|_| self.up)
+            .map(Link::deadline);
+        [self.retry_at, self.attempt_deadline]
+            .into_iter()
+            .flatten()
+            .chain(links)
+            .min()
     }
 
     /// Publishes one local message or announcement to the room, or counts
@@ -167,11 +206,10 @@ impl Cluster {
             return;
         }
         let message = wire::encode(self.relay_id, kind, tag, payload);
-        link.output
-            .extend_from_slice(&resp::command(&[b"PUBLISH", &self.channel, &message]));
+        let now = Instant::now();
         self.counters.published += 1;
-        if let Err(e) = link.flush() {
-            self.fail(&format!("writing to redis failed: {e}"), Instant::now());
+        if let Err(e) = link.send(&[b"PUBLISH", &self.channel, &message], now) {
+            self.fail(&format!("writing to redis failed: {e}"), now);
         }
     }
 
@@ -196,7 +234,7 @@ impl Cluster {
             self.service_subscriber(now, incoming)?;
         }
         if revents[1] != 0 {
-            self.service_publisher()?;
+            self.service_publisher(now)?;
         }
         self.maybe_up();
         Ok(())
@@ -212,12 +250,10 @@ impl Cluster {
             return Ok(());
         };
         if link.progress()? {
-            let subscribe = resp::command(&[b"SUBSCRIBE", &self.channel]);
-            link.output.extend_from_slice(&subscribe);
-            link.flush()
+            link.send(&[b"SUBSCRIBE", &self.channel], now)
                 .map_err(|e| format!("writing to redis failed: {e}"))?;
         }
-        for value in link.replies()? {
+        for value in link.replies(now)? {
             self.on_subscriber_value(value, now, incoming);
         }
         Ok(())
@@ -225,12 +261,15 @@ impl Cluster {
 
     /// Sends queued PUBLISH commands and reads their replies: the receiver
     /// counts are of no use, but an error reply means the room is broken.
-    fn service_publisher(&mut self) -> Result<(), String> {
+    /// Every reply here answers a command (a PUBLISH's count, a PING's
+    /// `PONG`), in order.
+    fn service_publisher(&mut self, now: Instant) -> Result<(), String> {
         let Some(link) = self.publ.as_mut() else {
             return Ok(());
         };
         link.progress()?;
-        for value in link.replies()? {
+        for value in link.replies(now)? {
+            link.answered();
             if let Value::Error(e) = value {
                 return Err(format!("PUBLISH refused: {}", String::from_utf8_lossy(&e)));
             }
@@ -250,8 +289,18 @@ impl Cluster {
             ] if k == b"message" => self.on_message(data, now, incoming),
             [Value::Bulk(Some(k)), _, Value::Integer(_)] if k == b"subscribe" => {
                 self.subscribed = true;
+                self.sub_answered();
             }
+            // RESP2 answers PING on a subscribed connection with a push.
+            [Value::Bulk(Some(k)), Value::Bulk(Some(_))] if k == b"pong" => self.sub_answered(),
             _ => self.bad("unexpected pub/sub push", now),
+        }
+    }
+
+    /// The subscriber's SUBSCRIBE or PING has been answered.
+    fn sub_answered(&mut self) {
+        if let Some(link) = self.sub.as_mut() {
+            link.answered();
         }
     }
 
@@ -315,9 +364,37 @@ impl Cluster {
         if self.attempt_deadline.is_some_and(|t| now >= t) {
             self.fail("redis did not answer in time", now);
         }
+        if self.up
+            && let Err(why) = self.keep_alive(now)
+        {
+            self.fail(&why, now);
+        }
         if self.retry_at.is_some_and(|t| now >= t) {
             self.connect(now);
         }
+    }
+
+    /// Once up: gives up on a connection whose reply is overdue, and pings
+    /// one that has been quiet for `PING_INTERVAL` with nothing owed.
+    fn keep_alive(&mut self, now: Instant) -> Result<(), String> {
+        for (name, link) in [
+            ("subscribing", &mut self.sub),
+            ("publishing", &mut self.publ),
+        ] {
+            let Some(link) = link.as_mut().filter(|l| now >= l.deadline()) else {
+                continue;
+            };
+            if link.owed > 0 {
+                return Err(format!(
+                    "redis did not answer within {}s on the {name} connection ({} bytes unsent)",
+                    REPLY_TIMEOUT.as_secs(),
+                    link.output.len()
+                ));
+            }
+            link.send(&[b"PING"], now)
+                .map_err(|e| format!("writing to redis failed: {e}"))?;
+        }
+        Ok(())
     }
 
     fn connect(&mut self, now: Instant) {
@@ -338,8 +415,9 @@ impl Cluster {
     /// Drops both connections and schedules the next attempt; the loss is
     /// logged once, however many attempts fail after it.
     fn fail(&mut self, why: &str, now: Instant) {
-        self.sub = None;
-        self.publ = None;
+        for link in [self.sub.take(), self.publ.take()].into_iter().flatten() {
+            link.abort();
+        }
         self.subscribed = false;
         self.attempt_deadline = None;
         if !self.loss_logged {
@@ -369,12 +447,51 @@ impl Link {
             Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
             Err(e) => return Err(e),
         }
+        let now = Instant::now();
         Ok(Link {
             stream: socket.into(),
             connected: false,
             input: Vec::new(),
             output: Vec::new(),
+            owed: 0,
+            owed_since: now,
+            heard_at: now,
         })
+    }
+
+    /// Closes with a reset rather than a FIN: the kernel then discards what
+    /// is still unsent, instead of delivering stale PUBLISH commands for
+    /// minutes to a Redis that comes back from a stall.
+    fn abort(self) {
+        let _ = SockRef::from(&self.stream).set_linger(Some(Duration::ZERO));
+    }
+
+    /// Queues one command, which Redis will owe a reply to, and sends what
+    /// the socket takes now.
+    fn send(&mut self, args: &[&[u8]], now: Instant) -> io::Result<()> {
+        if self.owed == 0 {
+            self.owed_since = now;
+        }
+        self.owed += 1;
+        self.output.extend_from_slice(&resp::command(args));
+        self.flush()
+    }
+
+    /// One command has been answered.
+    fn answered(&mut self) {
+        self.owed = self.owed.saturating_sub(1);
+    }
+
+    /// When this connection needs attention with nothing read: the
+    /// deadline of the replies owed (counted from the later of the first
+    /// unanswered command and the last sign of life, so a steady stream
+    /// of answers keeps a busy connection alive), or the next `PING`.
+    fn deadline(&self) -> Instant {
+        if self.owed > 0 {
+            self.owed_since.max(self.heard_at) + REPLY_TIMEOUT
+        } else {
+            self.heard_at + PING_INTERVAL
+        }
     }
 
     /// Completes a pending connect and moves bytes both ways; true the
@@ -420,8 +537,9 @@ impl Link {
         Ok(())
     }
 
-    /// Every complete reply read so far, in order.
-    fn replies(&mut self) -> Result<Vec<Value>, String> {
+    /// Every complete reply read so far, in order; any of them shows that
+    /// Redis is alive at `now`.
+    fn replies(&mut self, now: Instant) -> Result<Vec<Value>, String> {
         let mut values = Vec::new();
         let mut at = 0;
         while let Some((value, used)) = resp::parse(&self.input[at..])
@@ -431,6 +549,9 @@ impl Link {
             at += used;
         }
         self.input.drain(..at);
+        if !values.is_empty() {
+            self.heard_at = now;
+        }
         Ok(values)
     }
 
@@ -526,5 +647,27 @@ mod tests {
         assert!(parse_redis_url("http://127.0.0.1:1").is_err());
         assert!(parse_redis_url("redis://127.0.0.1").is_err());
         assert!(parse_redis_url("redis://127.0.0.1:1/x").is_err());
+    }
+
+    #[test]
+    fn a_link_is_pinged_when_quiet_and_given_up_when_a_reply_is_overdue() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut link = Link::connect(listener.local_addr().unwrap()).unwrap();
+        let t0 = link.heard_at;
+        assert_eq!(link.deadline(), t0 + PING_INTERVAL);
+        // A command owed long after the last sign of life gets its own 3 s.
+        let later = t0 + Duration::from_secs(60);
+        link.send(&[b"PING"], later).unwrap();
+        assert_eq!(link.deadline(), later + REPLY_TIMEOUT);
+        // A second command does not restart the clock; an answer does.
+        link.send(&[b"PING"], later + Duration::from_secs(1))
+            .unwrap();
+        assert_eq!(link.deadline(), later + REPLY_TIMEOUT);
+        let answered_at = later + Duration::from_secs(2);
+        link.heard_at = answered_at;
+        link.answered();
+        assert_eq!(link.deadline(), answered_at + REPLY_TIMEOUT);
+        link.answered();
+        assert_eq!(link.deadline(), answered_at + PING_INTERVAL);
     }
 }

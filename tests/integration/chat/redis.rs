@@ -3,8 +3,8 @@
 //! no echo and no duplicates, per-sender order, joined and left across
 //! relays (idle expiry's included), the reflection guard and the oversize
 //! rule before publishing, Redis killed and restarted under the relays, a
-//! Redis that stops reading (the outbox's limit), and garbage on the
-//! room's channel.
+//! Redis that stops reading (the outbox's limit, then the reply deadline),
+//! a stalled Redis found by idle PINGs, and garbage on the room's channel.
 //!
 //! `RedisServer` starts Debian's `redis-server` on a free loopback port,
 //! waits for its `Ready to accept connections` line, and kills it on drop,
@@ -24,6 +24,13 @@ use super::peer::{Peer, join_after, start_relay, tag, tagged};
 
 /// The largest datagram a relay sends, tag included (`src/chat/mod.rs`).
 const MAX_DATAGRAM: usize = 65_507;
+/// `REPLY_TIMEOUT` and `PING_INTERVAL` in src/chat/cluster.rs: a reply
+/// overdue by this much ends the connections, and a quiet connection is
+/// pinged after this long.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(3);
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+/// The logged reason when Redis stops answering.
+const NO_ANSWER: &str = "redis did not answer within 3s";
 
 /// A `redis-server` of the test's own, killed on drop.
 struct RedisServer {
@@ -101,12 +108,27 @@ impl RedisServer {
     /// `redis-cli PUBLISH CHANNEL MESSAGE`, as anyone on the network could.
     fn publish(&self, message: &str) {
         let channel = format!("mpecho:chat:0:{}", self.room);
+        self.cli(&["PUBLISH", &channel, message]);
+    }
+
+    /// How many PINGs Redis has run since it started (`INFO commandstats`).
+    fn pings(&self) -> u64 {
+        let stats = self.cli(&["INFO", "commandstats"]);
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("cmdstat_ping:calls=")?.split(',').next())
+            .map_or(0, |n| n.parse().expect("a number of calls"))
+    }
+
+    /// `redis-cli ARGS`, asserting it succeeds; its standard output.
+    fn cli(&self, args: &[&str]) -> String {
         let out = Command::new("redis-cli")
             .args(["-h", &self.ip, "-p", &self.port.to_string()])
-            .args(["PUBLISH", &channel, message])
+            .args(args)
             .output()
             .expect("run redis-cli");
         assert!(out.status.success(), "redis-cli failed: {out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
     }
 }
 
@@ -143,6 +165,22 @@ fn start_member_with(redis: &RedisServer, more: &[&str]) -> Server {
     let relay = start_relay(&args);
     relay.wait_for_log_line(&["cluster up: subscribed to"]);
     relay
+}
+
+/// Waits until `relay` logs a line with all of `needles`, until `by`: for
+/// waits bounded by the relay's own deadlines rather than `TIMEOUT`.
+fn wait_for_log_line_by(relay: &Server, needles: &[&str], by: Instant) -> String {
+    wait_for(
+        &format!("a log line with {needles:?}"),
+        by.saturating_duration_since(Instant::now()),
+        || {
+            relay
+                .log()
+                .lines()
+                .find(|line| needles.iter().all(|n| line.contains(n)))
+                .map(str::to_string)
+        },
+    )
 }
 
 /// Waits until `relay` has taken `count` messages from other relays, so
@@ -426,13 +464,14 @@ fn check_flood(got: &[u8], from: &Peer, size: usize, last: &mut Option<u64>) {
 /// it relays: once the kernel's buffers are full, relay 1 holds at most
 /// its 4 MiB outbox of unsent PUBLISH commands and drops and counts the
 /// rest (`cluster_dropped`) instead of growing; its local clients are
-/// served throughout; when Redis reads again, what was in the outbox and
-/// the kernel's buffers reaches relay 2 in order, and the room goes on.
+/// served throughout.
 ///
-/// While stopped, Redis still holds the connections open, so the relays
-/// have nothing to notice: a relay times out only an attempt to connect
-/// (2 s), never a connection that is up, so both stay `cluster=up` and
-/// log no `cluster down:` throughout.
+/// Redis holds the connections open but answers nothing, so each relay
+/// declares the cluster down on its own deadline (relay 1 on its unanswered
+/// PUBLISHes, relay 2 on an idle PING), saying why, once; when Redis runs
+/// again both reconnect and the room goes on. Flood datagrams already in
+/// Redis's socket buffer when it stopped may still reach relay 2's client
+/// after SIGCONT, whole and in order.
 #[test]
 fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
     // `OUTBOX_LIMIT` in src/chat/cluster.rs.
@@ -457,6 +496,7 @@ fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
     let rss_before = memory(r1.pid, "VmRSS");
 
     let stopped = redis.stop();
+    let stopped_at = Instant::now();
     // The bound on relay 1's growth, and how much it must have dropped for
     // the bound to mean something: messages it dropped were never sent
     // anywhere, so an outbox without a limit would hold every one of them
@@ -486,7 +526,6 @@ fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
             started.elapsed()
         );
     };
-    assert!(flooded.line().contains("cluster=up"), "{flooded:?}");
 
     // Relay 1 has taken every datagram still queued for it once two figures
     // lines in a row count the same datagrams: a figures line is written
@@ -514,7 +553,6 @@ fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
         started.elapsed(),
         stalled.get("datagrams_in") - 3,
     );
-    assert!(stalled.line().contains("cluster=up"), "{stalled:?}");
     for (what, bytes) in [("peak RSS (VmHWM)", peak), ("RSS", rss)] {
         assert!(
             bytes <= rss_before + allowance,
@@ -534,27 +572,125 @@ fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
         "{flooded:?} then {stalled:?}"
     );
 
+    // Each relay gives up on the silent Redis by its own deadline: relay 1
+    // within `REPLY_TIMEOUT` of its last answered PUBLISH, relay 2 (idle)
+    // once a PING goes unanswered. The bound is the later of the two, plus
+    // `TIMEOUT` of margin for a slow machine.
+    let down_by = stopped_at + PING_INTERVAL + REPLY_TIMEOUT + TIMEOUT;
+    for relay in [&r1, &r2] {
+        wait_for_log_line_by(relay, &["cluster down:", NO_ANSWER], down_by);
+        let f = relay.figures();
+        assert!(f.line().contains("cluster=down"), "{f:?}");
+    }
+    // Still relaying locally; what cannot be published is dropped and
+    // counted, and relay 1 has let go of its outbox.
+    b_heard += drain(&b, |got| check_flood(got, &a, size, &mut b_last));
+    a.says(b"still relaying, cluster down", &[&b]);
+    let down = r1.figures();
+    assert!(
+        down.get("cluster_dropped") > stalled.get("cluster_dropped"),
+        "{stalled:?} then {down:?}"
+    );
+    assert_eq!(
+        down.get("cluster_published"),
+        flooded.get("cluster_published"),
+        "{down:?}"
+    );
+    let rss = memory(r1.pid, "VmRSS");
+    assert!(rss <= rss_before + allowance, "RSS {rss}; {down:?}");
+    eprintln!("cluster down: b heard {b_heard} in all; {down:?}");
+
     stopped.resume();
-    // Everything relay 1 published (the two joins, then the flood's first
-    // messages: those the kernel and the outbox held) reaches relay 2
-    // once, in order; relay 2's client hears what its socket had room for.
-    let published = stalled.get("cluster_published");
-    wait_received(&r2, published);
+    r1.wait_for_log_count("cluster up:", 2);
+    r2.wait_for_log_count("cluster up:", 2);
+    // The room goes on. What Redis read of relay 1's flood before it
+    // stopped may reach c first (the relays closed those connections, but
+    // Redis still runs what it had received); then the new message.
+    let new = b"redis answers again";
+    a.send(new);
+    b.expect_from(&a, new);
     let mut c_last = None;
-    let c_heard = drain(&c, |got| check_flood(got, &a, size, &mut c_last));
-    eprintln!("after SIGCONT: relay 2 received {published} messages, c heard {c_heard}");
-    // The room goes on: the next datagram each hears is the new one.
-    a.says(b"redis reads again", &[&b, &c]);
+    let mut c_flood = 0;
+    loop {
+        let got = c.recv();
+        if got == tagged(&a, new) {
+            break;
+        }
+        check_flood(&got, &a, size, &mut c_last);
+        c_flood += 1;
+    }
+    eprintln!("after SIGCONT: c heard {c_flood} flood datagrams, then the new one");
     c.says(b"and relay 2 answers", &[&a, &b]);
     for relay in [&r1, &r2] {
         let f = relay.figures();
         assert!(f.line().contains("cluster=up"), "{f:?}");
         let log = relay.log();
-        assert_eq!(log.matches("cluster down:").count(), 0, "{log}");
+        assert_eq!(log.matches("cluster down:").count(), 1, "{log}");
     }
-    // Relay 2 got each of relay 1's messages once; c's answer is r1's only news.
-    assert_eq!(r2.figures().get("cluster_received"), published + 1);
+    // c's joined and c's answer: relay 1 never hears its own flood.
     assert_eq!(r1.figures().get("cluster_received"), 2);
+}
+
+/// Relays in a quiet room: each connection is pinged after
+/// `PING_INTERVAL` of silence, and the answers (a push, on the subscribed
+/// connection) are taken as such: the next PING follows only an answered
+/// one, and the room stays up. When Redis stops (SIGSTOP: connections
+/// open, nothing answered), the unanswered PING makes each relay declare
+/// the cluster down, saying why, within `PING_INTERVAL + REPLY_TIMEOUT`;
+/// after SIGCONT both reconnect and the room works.
+#[test]
+fn a_stalled_redis_is_found_by_idle_pings() {
+    let redis = RedisServer::start(9, "a_stalled_redis_is_found_by_idle_pings");
+    let (r1, r2) = (start_member(&redis), start_member(&redis));
+    // Four relay connections whose last command was a PING (redis-cli's
+    // own connection shows `client|list`)...
+    wait_for(
+        "every relay connection to have sent a PING",
+        PING_INTERVAL + TIMEOUT,
+        || {
+            let clients = redis.cli(&["CLIENT", "LIST"]);
+            (clients.matches(" cmd=ping ").count() == 4).then_some(())
+        },
+    );
+    // ...and a second round: a connection sends its next PING only once
+    // the last is answered, and an answer not recognised would have ended
+    // the connections `REPLY_TIMEOUT` after it was owed.
+    wait_for(
+        "every relay connection to have sent a second PING",
+        PING_INTERVAL + TIMEOUT,
+        || (redis.pings() >= 8).then_some(()),
+    );
+    for relay in [&r1, &r2] {
+        let f = relay.figures();
+        assert!(f.line().contains("cluster=up"), "{f:?}");
+        assert_eq!(f.get("cluster_bad"), 0, "{f:?}");
+        let log = relay.log();
+        assert!(!log.contains("cluster down:"), "{log}");
+    }
+
+    let stopped = redis.stop();
+    let down_by = Instant::now() + PING_INTERVAL + REPLY_TIMEOUT + TIMEOUT;
+    for relay in [&r1, &r2] {
+        wait_for_log_line_by(relay, &["cluster down:", NO_ANSWER], down_by);
+        let f = relay.figures();
+        assert!(f.line().contains("cluster=down"), "{f:?}");
+    }
+
+    stopped.resume();
+    r1.wait_for_log_count("cluster up:", 2);
+    r2.wait_for_log_count("cluster up:", 2);
+    let c = Peer::new(&r2);
+    c.send(b"");
+    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
+    let a = Peer::new(&r1);
+    wait_received(&r1, 1);
+    join_after(&a, &[&c]);
+    a.says(b"the room is back", &[&c]);
+    c.says(b"so it is", &[&a]);
+    for relay in [&r1, &r2] {
+        let log = relay.log();
+        assert_eq!(log.matches("cluster down:").count(), 1, "{log}");
+    }
 }
 
 /// A client of relay 1 that stays silent past relay 1's `--idle-timeout`
