@@ -5,21 +5,32 @@
 # health check takes to take out a host whose master was SIGKILLed, and
 # what a churn running across that kill sees.
 #
-# Usage: scripts/bench-tier.sh [--rounds N] [--secs S] [--kills N]   (as root)
-# Needs haproxy, socat (HAProxy's admin socket) and iproute2. Traffic goes
-# only to 127.0.0.1 and to the tier's namespaces; every run is bounded in
-# time, and the tier is removed at the end, also on failure.
+# Every connection HAProxy opens to a host ends in TIME_WAIT on HAProxy's
+# side (it closes first, passing on the client's close), for 60 s. One
+# balancer address and one host share ip_local_port_range's 28,232 ports,
+# so past about 470 new connections a second to one host, connect() has
+# to search for a free port and slows down (docs/DEPLOYMENT.md). For the
+# run, net.ipv4.tcp_tw_reuse is set to 1 (reuse a TIME_WAIT port for a
+# new outgoing connection: what a balancer host should have), and put
+# back at the end; --default-sysctls leaves it alone, to see the limit.
+#
+# Usage: scripts/bench-tier.sh [--rounds N] [--secs S] [--kills N] [--default-sysctls]
+# As root. Needs haproxy, socat (HAProxy's admin socket) and iproute2.
+# Traffic goes only to 127.0.0.1 and to the tier's namespaces; every run
+# is bounded in time, and the tier is removed at the end, also on failure.
 set -euo pipefail
 
 ROUNDS=5
 SECS=3
 KILLS=5
+TW_REUSE=1
 while (($#)); do
 	case $1 in
 	--rounds) ROUNDS=$2; shift 2 ;;
 	--secs) SECS=$2; shift 2 ;;
 	--kills) KILLS=$2; shift 2 ;;
-	*) echo "usage: $0 [--rounds N] [--secs S] [--kills N]" >&2; exit 2 ;;
+	--default-sysctls) TW_REUSE=""; shift ;;
+	*) echo "usage: $0 [--rounds N] [--secs S] [--kills N] [--default-sysctls]" >&2; exit 2 ;;
 	esac
 done
 [[ $(id -u) == 0 ]] || { echo "bench-tier.sh: needs root (network namespaces)" >&2; exit 1; }
@@ -34,12 +45,16 @@ DIR=$(mktemp -d /tmp/bench-tier.XXXXXX)
 export TIER_FRONT=127.0.0.1:9290
 DIRECT=127.0.0.1:9291
 LOCAL=""
+WAS_TW_REUSE=$(sysctl -n net.ipv4.tcp_tw_reuse)
 cleanup() {
 	[[ -n $LOCAL ]] && kill -TERM "$LOCAL" 2>/dev/null && wait "$LOCAL" 2>/dev/null
 	"$ROOT/scripts/tier.sh" down "$DIR"
 	rm -rf "$DIR"
+	sysctl -qw "net.ipv4.tcp_tw_reuse=$WAS_TW_REUSE"
 }
 trap cleanup EXIT
+[[ -n $TW_REUSE ]] && sysctl -qw "net.ipv4.tcp_tw_reuse=$TW_REUSE"
+echo "net.ipv4.tcp_tw_reuse=$(sysctl -n net.ipv4.tcp_tw_reuse) for the run (it was $WAS_TW_REUSE)"
 
 SERVE=(--monitor-interval 0 --user nobody)
 "$ROOT/scripts/tier.sh" up "$DIR" "${SERVE[@]}" >/dev/null
@@ -104,6 +119,7 @@ echo "errors in all runs: $(awk '{ s += $3 } END { print s + 0 }' "$DIR/errors")
 
 # Taking a dead host out: SIGKILL h1's master, time until HAProxy says
 # DOWN; a churn runs across each kill and its errors are counted.
+((KILLS > 0)) || exit 0
 : >"$DIR/down_ms"
 for ((k = 1; k <= KILLS; k++)); do
 	timeout 30 "$BENCH" churn --target "$TIER_FRONT" -c 8 --duration 1.5 --json >"$DIR/across.json" 2>/dev/null &
