@@ -289,6 +289,42 @@ fn the_container_runs_mpecho_serve_with_its_defaults() {
     );
 }
 
+/// The README's table of `mpecho serve` options states the defaults the
+/// container runs with: a newcomer reading it and the manifests sees the
+/// same numbers.
+#[test]
+fn the_readme_states_the_defaults_the_pod_runs_with() {
+    let serve = container_serve(&manifest("deployment.yaml"));
+    let listen = serve.listen.unwrap_or(DEFAULT_LISTEN);
+    for (option, value) in [
+        ("--max-workers N", serve.max_workers().to_string()),
+        ("--grace SECS", serve.grace.to_string()),
+        ("--listen ADDR", format!("127.0.0.1:{}", listen.port())),
+    ] {
+        let stated = readme_default(option);
+        assert_eq!(
+            stated, value,
+            "README.md's default of {option} and deployment.yaml"
+        );
+    }
+}
+
+/// The default column of `option`'s row in README.md's tables: the first
+/// backticked word of the second cell.
+fn readme_default(option: &str) -> String {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("README.md");
+    let readme = fs::read_to_string(&path).unwrap_or_else(|e| panic!("read README.md: {e}"));
+    let row = readme
+        .lines()
+        .find(|l| l.starts_with("| `") && l.split('|').nth(1).is_some_and(|c| c.contains(option)))
+        .unwrap_or_else(|| panic!("README.md has no table row for {option}"));
+    let cell = row.split('|').nth(2).unwrap_or_default();
+    cell.split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("README.md's row for {option} states no default: {row}"))
+        .to_string()
+}
+
 /// A client reaches the listener: the Service's port goes to the
 /// containerPort mpecho listens on (mpecho's default port), and the
 /// metrics port is not exposed by the load balancer.
