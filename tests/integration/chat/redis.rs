@@ -157,6 +157,19 @@ fn start_member(redis: &RedisServer) -> Server {
     start_member_with(redis, &[])
 }
 
+/// Two relays in `redis`'s room, `c` a client of the second and `a` of
+/// the first, each announced to the other across Redis.
+fn two_relays(redis: &RedisServer) -> (Server, Server, Peer, Peer) {
+    let (r1, r2) = (start_member(redis), start_member(redis));
+    let c = Peer::new(&r2);
+    c.send(b"");
+    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
+    let a = Peer::new(&r1);
+    wait_received(&r1, 1);
+    join_after(&a, &[&c]);
+    (r1, r2, a, c)
+}
+
 /// `start_member`, with more options for the relay.
 fn start_member_with(redis: &RedisServer, more: &[&str]) -> Server {
     let url = redis.url();
@@ -254,13 +267,8 @@ fn relays_share_one_room() {
 #[test]
 fn relays_survive_redis_restarting() {
     let mut redis = RedisServer::start(2, "relays_survive_redis_restarting");
-    let (r1, r2) = (start_member(&redis), start_member(&redis));
-    let c = Peer::new(&r2);
-    c.send(b"");
-    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
-    let (a, b) = (Peer::new(&r1), Peer::new(&r1));
-    wait_received(&r1, 1);
-    join_after(&a, &[&c]);
+    let (r1, r2, a, c) = two_relays(&redis);
+    let b = Peer::new(&r1);
     join_after(&b, &[&a, &c]);
 
     redis.kill();
@@ -310,13 +318,7 @@ fn a_relay_started_without_redis_joins_later() {
 #[test]
 fn garbage_on_the_channel_is_dropped_and_counted() {
     let redis = RedisServer::start(4, "garbage_on_the_channel_is_dropped_and_counted");
-    let (r1, r2) = (start_member(&redis), start_member(&redis));
-    let c = Peer::new(&r2);
-    c.send(b"");
-    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
-    let a = Peer::new(&r1);
-    wait_received(&r1, 1);
-    join_after(&a, &[&c]);
+    let (r1, r2, a, c) = two_relays(&redis);
 
     redis.publish("garbage");
     // A future version of the format, long enough to pass the header.
@@ -343,13 +345,7 @@ fn garbage_on_the_channel_is_dropped_and_counted() {
 #[test]
 fn only_what_a_relay_would_relay_is_published() {
     let redis = RedisServer::start(5, "only_what_a_relay_would_relay_is_published");
-    let (r1, r2) = (start_member(&redis), start_member(&redis));
-    let c = Peer::new(&r2);
-    c.send(b"");
-    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
-    let a = Peer::new(&r1);
-    wait_received(&r1, 1);
-    join_after(&a, &[&c]);
+    let (r1, _r2, a, c) = two_relays(&redis);
 
     let privileged = (600..1000)
         .find_map(|port| UdpSocket::bind(("127.0.0.1", port)).ok())
@@ -485,13 +481,8 @@ fn a_redis_that_stops_reading_makes_the_relay_drop_not_grow() {
     const MOST_SENT: u64 = 1000;
     const LONGEST: Duration = Duration::from_secs(30);
     let redis = RedisServer::start(7, "a_redis_that_stops_reading");
-    let (r1, r2) = (start_member(&redis), start_member(&redis));
-    let c = Peer::new(&r2);
-    c.send(b"");
-    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
-    let (a, b) = (Peer::new(&r1), Peer::new(&r1));
-    wait_received(&r1, 1);
-    join_after(&a, &[&c]);
+    let (r1, r2, a, c) = two_relays(&redis);
+    let b = Peer::new(&r1);
     join_after(&b, &[&a, &c]);
     let rss_before = memory(r1.pid, "VmRSS");
 
