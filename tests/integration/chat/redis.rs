@@ -157,17 +157,23 @@ fn start_member(redis: &RedisServer) -> Server {
     start_member_with(redis, &[])
 }
 
-/// Two relays in `redis`'s room, `c` a client of the second and `a` of
-/// the first, each announced to the other across Redis.
+/// Two relays in `redis`'s room, with the clients of `first_clients`.
 fn two_relays(redis: &RedisServer) -> (Server, Server, Peer, Peer) {
     let (r1, r2) = (start_member(redis), start_member(redis));
-    let c = Peer::new(&r2);
+    let (a, c) = first_clients(&r1, &r2);
+    (r1, r2, a, c)
+}
+
+/// `c`, a new client of `r2`, then `a`, a new client of `r1`, each
+/// announced to the other across Redis.
+fn first_clients(r1: &Server, r2: &Server) -> (Peer, Peer) {
+    let c = Peer::new(r2);
     c.send(b"");
     r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
-    let a = Peer::new(&r1);
-    wait_received(&r1, 1);
+    let a = Peer::new(r1);
+    wait_received(r1, 1);
     join_after(&a, &[&c]);
-    (r1, r2, a, c)
+    (a, c)
 }
 
 /// `start_member`, with more options for the relay.
@@ -670,12 +676,7 @@ fn a_stalled_redis_is_found_by_idle_pings() {
     stopped.resume();
     r1.wait_for_log_count("cluster up:", 2);
     r2.wait_for_log_count("cluster up:", 2);
-    let c = Peer::new(&r2);
-    c.send(b"");
-    r2.wait_for_log_line(&[&format!("joined peer={} ", c.addr)]);
-    let a = Peer::new(&r1);
-    wait_received(&r1, 1);
-    join_after(&a, &[&c]);
+    let (a, c) = first_clients(&r1, &r2);
     a.says(b"the room is back", &[&c]);
     c.says(b"so it is", &[&a]);
     for relay in [&r1, &r2] {
