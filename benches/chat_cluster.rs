@@ -10,17 +10,16 @@
 //! and killed at the end. Bounded: `MESSAGES` per run, a 20 s deadline.
 //! Run with `cargo bench --bench chat_cluster`.
 
-use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::net::{SocketAddr, TcpListener};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use mpecho_testkit::{Collected, Server, ServerOptions};
 
 #[path = "shared/chat_load.rs"]
 mod chat_load;
 
-use chat_load::{CLIENTS, PAYLOAD, RUNS, measure, median};
+use chat_load::{CLIENTS, PAYLOAD, RUNS, joined_clients, measure, median};
 
 /// The bench's own redis-server, killed on drop.
 struct Redis(Child, u16);
@@ -109,27 +108,7 @@ fn one_run(redis_port: Option<u16>) -> (f64, u64) {
         ],
     };
     let addrs: Vec<SocketAddr> = relays.iter().map(|r| r.addr).collect();
-    let sockets: Vec<UdpSocket> = (0..CLIENTS)
-        .map(|i| {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
-            s.connect(addrs[i % addrs.len()])
-                .expect("connect to a relay");
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .expect("set a timeout");
-            s
-        })
-        .collect();
-    // Join one by one; each join is announced to every client already there
-    // (on either relay), so the next join cannot race the announcement.
-    for (i, s) in sockets.iter().enumerate() {
-        s.send(&[]).expect("join");
-        for earlier in &sockets[..i] {
-            let mut buf = [0u8; 128];
-            earlier
-                .recv(&mut buf)
-                .expect("receive a joined announcement");
-        }
-    }
+    let sockets = joined_clients(&addrs);
     let (rate, lost) = measure(&sockets);
     if lost > 0 {
         for relay in &relays {

@@ -8,15 +8,12 @@
 //! 20 s deadline. Run with `cargo bench --bench chat_relay` (`MPECHO_BIN=PATH`
 //! to measure another mpecho build).
 
-use std::net::UdpSocket;
-use std::time::Duration;
-
 use mpecho_testkit::{Server, ServerOptions};
 
 #[path = "shared/chat_load.rs"]
 mod chat_load;
 
-use chat_load::{CLIENTS, PAYLOAD, RUNS, measure, median};
+use chat_load::{CLIENTS, PAYLOAD, RUNS, joined_clients, measure, median};
 
 fn main() {
     let mut rates = Vec::new();
@@ -49,25 +46,7 @@ fn one_run() -> (f64, u64) {
     });
     let addr = server.addr;
 
-    let sockets: Vec<UdpSocket> = (0..CLIENTS)
-        .map(|_| {
-            let s = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
-            s.connect(addr).expect("connect to the relay");
-            s.set_read_timeout(Some(Duration::from_millis(200)))
-                .expect("set a timeout");
-            s
-        })
-        .collect();
-    // Join one by one; each join is announced to those already there.
-    for (i, s) in sockets.iter().enumerate() {
-        s.send(&[]).expect("join");
-        for earlier in &sockets[..i] {
-            let mut buf = [0u8; 128];
-            earlier
-                .recv(&mut buf)
-                .expect("receive a joined announcement");
-        }
-    }
+    let sockets = joined_clients(&[addr]);
 
     let (rate, lost) = measure(&sockets);
     let log = server.log();

@@ -6,7 +6,7 @@
 //! and `DEADLINE`. Included by both with `#[path]`; a bench of its own it
 //! is not (cargo finds only `benches/*.rs`).
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
@@ -23,6 +23,32 @@ pub const RUNS: usize = 3;
 pub fn median(mut rates: Vec<f64>) -> f64 {
     rates.sort_by(f64::total_cmp);
     rates[rates.len() / 2]
+}
+
+/// `CLIENTS` clients spread round-robin over `relays`, joined one by one:
+/// each join is announced to every client already there (on any relay),
+/// so the next join cannot race the announcement.
+pub fn joined_clients(relays: &[SocketAddr]) -> Vec<UdpSocket> {
+    let sockets: Vec<UdpSocket> = (0..CLIENTS)
+        .map(|i| {
+            let s = UdpSocket::bind("127.0.0.1:0").expect("bind a client socket");
+            s.connect(relays[i % relays.len()])
+                .expect("connect to a relay");
+            s.set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("set a timeout");
+            s
+        })
+        .collect();
+    for (i, s) in sockets.iter().enumerate() {
+        s.send(&[]).expect("join");
+        for earlier in &sockets[..i] {
+            let mut buf = [0u8; 128];
+            earlier
+                .recv(&mut buf)
+                .expect("receive a joined announcement");
+        }
+    }
+    sockets
 }
 
 /// Sends `MESSAGES` round-robin from the joined `sockets`, each delivered
