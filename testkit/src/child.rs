@@ -14,6 +14,7 @@ use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, mpsc};
 use std::thread;
+use std::time::Duration;
 
 use crate::bin::mpecho_bin;
 use crate::log::{line_with, whole_lines};
@@ -28,16 +29,31 @@ pub struct ChildGuard(pub Child);
 impl ChildGuard {
     /// Waits up to `TIMEOUT` for the child to exit and reaps it.
     pub fn wait_exit(&mut self) -> ExitStatus {
-        wait_for("the process to exit", TIMEOUT, || {
-            self.0.try_wait().ok().flatten()
-        })
+        self.wait_exit_within(TIMEOUT)
+    }
+
+    /// Waits up to `within` for the child to exit and reaps it: for a child
+    /// that runs a known while by design (a bench's `--duration`), whose
+    /// bound is that while plus `TIMEOUT`, never a guess.
+    pub fn wait_exit_within(&mut self, within: Duration) -> ExitStatus {
+        wait_for(
+            &format!("the process to exit within {within:?}"),
+            within,
+            || self.0.try_wait().ok().flatten(),
+        )
     }
 
     /// Waits up to `TIMEOUT` for the child to exit, then collects what it
     /// wrote to its piped stdout and stderr (read after exit: for output
     /// that fits in a pipe buffer).
     pub fn wait_output(&mut self) -> Output {
-        let status = self.wait_exit();
+        self.wait_output_within(TIMEOUT)
+    }
+
+    /// `wait_output`, waiting up to `within` for the exit
+    /// (`wait_exit_within`).
+    pub fn wait_output_within(&mut self, within: Duration) -> Output {
+        let status = self.wait_exit_within(within);
         let mut stdout = Vec::new();
         let mut stderr = Vec::new();
         if let Some(mut out) = self.0.stdout.take() {

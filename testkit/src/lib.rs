@@ -45,7 +45,7 @@ pub mod replay;
 pub mod server;
 pub mod wait;
 
-pub use bench::{bench_report, start_bench};
+pub use bench::{bench_report, bench_report_within, start_bench};
 pub use bin::{MPECHO_BIN, binary, example, mpecho_bin, worker_bin};
 pub use child::{
     ChildGuard, Collected, pass_as_descriptor_3, run_binary, run_mpecho, setpriv_available,

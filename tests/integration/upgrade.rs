@@ -10,11 +10,12 @@ use std::io::Write;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use mpecho_testkit::{
-    Server, ServerOptions, TIMEOUT, bench_report, children_of, count_lines, echo, is_root,
-    metrics_text, mpecho_bin, proxy_v1, start_bench, stat_fields, status_ids, wait_for,
-    write_script,
+    ChildGuard, Server, ServerOptions, TIMEOUT, bench_report_within, children_of, count_lines,
+    echo, is_root, metrics_text, mpecho_bin, proxy_v1, start_bench, stat_fields, status_ids,
+    wait_for, write_script,
 };
 
 /// The prefix of the build id's marker in the executable.
@@ -155,15 +156,32 @@ fn ten_upgrades_under_load_lose_nothing() {
     let builds = Builds::new();
     let server = builds.start(&["--monitor-interval", "0"]);
     let (pid, started) = (server.pid, start_time(server.pid));
-    // Long enough to outlast the ten upgrades (about a second in all on the
-    // 2-core machine), short enough for `ChildGuard::wait_exit`'s bound.
-    let mut steady = start_bench(server.addr, "steady", "100", "6");
-    let mut churn = start_bench(server.addr, "churn", "16", "6");
+    // The load must outlast the ten upgrades: they take about 2 s on the
+    // 2-core machine, also with two busy loops beside them, but once took
+    // more than 5 s in a busy CI run, which a 6 s load did not cover (the
+    // next upgrade then waited for accepts that never came). The length
+    // is incidental to what the test proves, so it is generous: every
+    // round's own waits are bounded by `TIMEOUT` anyway, and the reports
+    // are read with a bound of the time left of the load plus `TIMEOUT`.
+    const LOAD: Duration = Duration::from_secs(15);
+    let load_started = Instant::now();
+    let secs = LOAD.as_secs().to_string();
+    let mut steady = start_bench(server.addr, "steady", "100", &secs);
+    let mut churn = start_bench(server.addr, "churn", "16", &secs);
+    let load_on = |steady: &mut ChildGuard, churn: &mut ChildGuard| {
+        steady.0.try_wait().expect("poll the bench").is_none()
+            && churn.0.try_wait().expect("poll the bench").is_none()
+    };
     // The load is on: the steady connections are held and churn flows.
     server.wait_for_log_count("accept peer=", 300);
-    let upgrading = std::time::Instant::now();
+    let upgrading = Instant::now();
 
     for round in 0..10 {
+        assert!(
+            load_on(&mut steady, &mut churn),
+            "the load ended before upgrade {round}, {:?} after it started: raise LOAD",
+            load_started.elapsed()
+        );
         let (from, to, build) = match round % 2 {
             0 => ("AAAAAAAA", "BBBBBBBB", &builds.b),
             _ => ("BBBBBBBB", "AAAAAAAA", &builds.a),
@@ -195,13 +213,20 @@ fn ten_upgrades_under_load_lose_nothing() {
     }
     eprintln!("10 upgrades took {:?}", upgrading.elapsed());
     assert!(
-        steady.0.try_wait().expect("poll the bench").is_none()
-            && churn.0.try_wait().expect("poll the bench").is_none(),
-        "the load ended before the tenth upgrade: raise --duration"
+        load_on(&mut steady, &mut churn),
+        "the load ended before the tenth upgrade was done: raise LOAD"
     );
 
-    let steady = bench_report(&mut steady);
-    let churn = bench_report(&mut churn);
+    // Each bench ends at the end of LOAD and reports at once (its in-flight
+    // operations may take a few seconds more only if the server stalls).
+    let report = |bench: &mut ChildGuard| {
+        bench_report_within(
+            bench,
+            (LOAD + TIMEOUT).saturating_sub(load_started.elapsed()),
+        )
+    };
+    let steady = report(&mut steady);
+    let churn = report(&mut churn);
     for report in [&steady, &churn] {
         assert_eq!(report["errors"]["total"], 0, "bench errors: {report}");
     }
