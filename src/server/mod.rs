@@ -51,7 +51,7 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use crate::cli::{self, ServeArgs};
-use crate::log::{self, Sink, info};
+use crate::log::{self, Sink, debug, info};
 use crate::net;
 use crate::sys;
 use crate::systemd::{Activated, Notifier, activation};
@@ -83,6 +83,9 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         // none of the boot below is done again.
         return upgrade::resume(&args, state);
     }
+    // SIGPIPE stays ignored (main's choice, for the master and workers);
+    // whatever else arrived ignored would be every worker's too.
+    let reset = sys::reset_ignored_signals(&[libc::SIGPIPE]);
     // Before anything opens a descriptor: passed sockets are on 3, 4, …
     let activated = activation::take_listener(args.listen_fd_name.as_deref())?;
     let identity = privileges::resolve(args.user.as_deref(), args.group.as_deref())?;
@@ -113,6 +116,13 @@ fn serve(args: ServeArgs) -> Result<(), ServeError> {
         })
         .transpose()?;
     log::init(sink, args.log_level, "master");
+    if !reset.is_empty() {
+        let names: Vec<String> = reset.iter().map(|&s| sys::signal_name(s)).collect();
+        debug!(
+            "signals that arrived ignored, set back to their default: {}",
+            names.join(" ")
+        );
+    }
     if let Some((fd, name, count)) = activated {
         let name = name.map_or_else(String::new, |n| format!(" named {n:?}"));
         info!("serving the socket systemd passed on descriptor {fd}{name} (LISTEN_FDS={count})");

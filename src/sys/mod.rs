@@ -78,8 +78,8 @@ pub use process::{
 };
 pub use reap::{ExitKind, reap_child, reap_one_child, reap_pidfd};
 pub use signals::{
-    Disposition, SignalSet, block_signals, install_handler, set_disposition, set_signal_mask,
-    signal_name,
+    Disposition, SignalSet, block_signals, install_handler, reset_ignored_signals, set_disposition,
+    set_signal_mask, signal_name,
 };
 pub use spawn::{Argv, Program, SpawnTemplate, c_string};
 

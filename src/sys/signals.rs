@@ -100,6 +100,31 @@ pub fn set_disposition(sig: c_int, disposition: Disposition) -> io::Result<()> {
     set_action(sig, handler, &SignalSet::empty(), 0)
 }
 
+/// Sets every signal that arrived ignored back to its default action,
+/// except those in `keep`: a daemon's first step in daemon(7), because an
+/// ignored disposition survives fork and exec. A shell running a command
+/// in the background without job control ignores SIGINT and SIGQUIT for
+/// it, `nohup` ignores SIGHUP, and every worker would inherit that. Returns
+/// the signals it reset.
+pub fn reset_ignored_signals(keep: &[c_int]) -> Vec<c_int> {
+    (1..=libc::SIGRTMAX())
+        .filter(|sig| !keep.contains(sig) && ![libc::SIGKILL, libc::SIGSTOP].contains(sig))
+        .filter(|&sig| is_ignored(sig))
+        .filter(|&sig| set_disposition(sig, Disposition::Default).is_ok())
+        .collect()
+}
+
+/// Whether `sig`'s disposition is SIG_IGN (false for a number the kernel
+/// does not know, or one glibc keeps for itself).
+fn is_ignored(sig: c_int) -> bool {
+    // SAFETY: a zeroed sigaction is a valid buffer for the old action.
+    let mut old: libc::sigaction = unsafe { std::mem::zeroed() };
+    // SAFETY: no new action is given, so nothing changes; `old` is a valid
+    // buffer the kernel fills in.
+    let read = unsafe { libc::sigaction(sig, ptr::null(), &mut old) };
+    read == 0 && old.sa_sigaction == libc::SIG_IGN
+}
+
 /// `sigaction(sig)` with `handler` (a function, `SIG_DFL` or `SIG_IGN`),
 /// `mask` blocked while it runs, and `flags`.
 fn set_action(

@@ -6,7 +6,8 @@ use std::net::TcpStream;
 use std::thread;
 
 use mpecho_testkit::{
-    Server, TIMEOUT, assert_connection_ended, connect_to, echo, proc_state, send_signal, wait_for,
+    Server, ServerOptions, TIMEOUT, assert_connection_ended, connect_to, echo, proc_state,
+    send_signal, wait_for,
 };
 
 /// A served client and the pid of its worker (the master's only child).
@@ -181,6 +182,55 @@ fn workers_killed_by_other_signals_are_logged_by_name() {
             " exited_ok=0 exited_error=0 exited_signal=3 ",
         ],
     );
+}
+
+/// Signals that arrive ignored (a shell without job control ignores SIGINT
+/// and SIGQUIT for a background command, `nohup` SIGHUP) are set back to
+/// their default by the master, as daemon(7) asks, so that neither it nor
+/// a worker keeps them: only SIGPIPE stays ignored. A worker then dies by
+/// SIGQUIT like any other.
+#[test]
+fn signals_that_arrive_ignored_are_set_back_to_default() {
+    let server = Server::start_with(ServerOptions {
+        args: vec![
+            "--monitor-interval".into(),
+            "0".into(),
+            "--log-level".into(),
+            "debug".into(),
+        ],
+        shell_prefix: Some("trap '' HUP INT QUIT USR1;".into()),
+        ..ServerOptions::default()
+    });
+    server.wait_for_log_line(&[
+        "signals that arrived ignored, set back to their default: SIGHUP SIGINT SIGQUIT SIGUSR1",
+    ]);
+    let (mut client, worker) = serve_one(&server);
+    for pid in [server.pid, worker] {
+        assert_eq!(ignored_signals(pid), vec![libc::SIGPIPE], "process {pid}");
+    }
+    send_signal(worker, libc::SIGUSR1);
+    assert_end_logged(
+        &server,
+        worker,
+        &format!("worker {worker} killed by SIGUSR1 "),
+    );
+    assert_connection_ended(&mut client, true, "the client of a killed worker");
+}
+
+/// The standard signals (1 to 31) `pid` ignores, from `SigIgn` in
+/// /proc/PID/status. Not 32 and up: glibc keeps 32 and 33 for itself (its
+/// `sigaction` refuses them), and this test's own process was seen to
+/// start with 32 ignored.
+fn ignored_signals(pid: i32) -> Vec<i32> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read status");
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigIgn:"))
+        .and_then(|hex| u64::from_str_radix(hex.trim(), 16).ok())
+        .expect("a SigIgn line");
+    (1..=31)
+        .filter(|sig| mask & (1u64 << (sig - 1)) != 0)
+        .collect()
 }
 
 /// SIGTERM sent straight to a worker is a request to finish: it closes the
