@@ -40,7 +40,10 @@ fn arrives_within_a_moment(client: &mut TcpStream) -> bool {
 /// owes its clients at shutdown: the client sees an orderly close, the
 /// master exits 0 and writes final figures with the one connection served.
 /// Returns the log.
-fn sigterm_closes_the_client_and_exits_0(server: &mut Server, mut client: TcpStream) -> String {
+pub(crate) fn sigterm_closes_the_client_and_exits_0(
+    server: &mut Server,
+    mut client: TcpStream,
+) -> String {
     assert_eq!(echo(&mut client, b"hello\n"), b"hello\n");
     server.signal(libc::SIGTERM);
     assert_eq!(

@@ -244,22 +244,11 @@ fn a_silent_client_is_closed_and_the_process_serves_on() {
 fn prefork_shuts_down_closing_every_client_and_the_pool() {
     let mut server = Server::start(&["--model", "prefork", "--min-spare", "3", "--max-spare", "3"]);
     let pool = pool_of(&server, 3);
-    let (mut client, worker) = server.connect_served_worker();
-    server.signal(libc::SIGTERM);
-    assert_eq!(
-        read_once(&mut client, &mut [0u8; 1]).expect("an orderly close"),
-        0
-    );
-    let status = server.wait_exit(TIMEOUT);
-    assert!(status.success(), "{status:?}");
-    let log = server.log();
+    let (client, worker) = server.connect_served_worker();
+    let log = crate::models::sigterm_closes_the_client_and_exits_0(&mut server, client);
     assert!(
         log.contains(&format!("INFO worker[{worker}]: disconnect peer="))
             && log.contains("reason=server shutting down"),
-        "{log}"
-    );
-    assert!(
-        log.contains("]: final figures active=0 peak=1 accepted=1 "),
         "{log}"
     );
     for member in pool {
